@@ -1,0 +1,17 @@
+export { AptError, type AptErrorCode } from "./errors.js";
+export { tf, registerTfjsCore, tfjsCoreLocation, expectNoTensorLeak } from "./tensor.js";
+export {
+  AUTO_ORDER,
+  backendPackageName,
+  chooseBackend,
+  packageBackendLoader,
+  type AptBackend,
+  type BackendChoice,
+  type BackendInfo,
+  type BackendInitOptions,
+  type BackendLoader,
+  type BackendName,
+  type BackendProbe,
+} from "./backend.js";
+export { Rng } from "./random.js";
+export * from "./safetensors/index.js";
