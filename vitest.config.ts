@@ -6,7 +6,7 @@ import { defineConfig } from "vitest/config";
 const json = process.env.APT_TEST_JSON;
 export default defineConfig({
   test: {
-    projects: ["packages/*"],
+    projects: ["packages/*", "tests"],
     reporters: json ? ["default", ["json", { outputFile: json }]] : ["default"],
   },
 });

@@ -20,7 +20,7 @@ describe("webgpu backend", () => {
     }
     // Three Adam steps on a conv: the loss falls (training works end to end).
     const w = tf.variable(tf.randomNormal([3, 3, 2, 2], 0, 0.5, "float32", 1));
-    const x = tf.randomNormal([2, 6, 6, 2], 0, 1, "float32", 2);
+    const x = tf.randomNormal([2, 6, 6, 2], 0, 1, "float32", 2) as tf.Tensor4D;
     const target = tf.randomNormal([2, 6, 6, 2], 0, 1, "float32", 3);
     const opt = tf.train.adam(0.05);
     const losses: number[] = [];
