@@ -24,6 +24,12 @@ describe("tensor contract", () => {
     expect((err as AptError).exitCode).toBe(2);
   });
 
+  it("detects a real second copy of tfjs-core (its ESM build, loaded beside the CommonJS one)", async () => {
+    const second = (await import("@tensorflow/tfjs-core/dist/index.js")) as unknown as { version_core: string; Tensor: unknown };
+    expect(second.Tensor).not.toBe(tf.Tensor);
+    expect(() => registerTfjsCore(second, "a plugin with its own tfjs-core", "/plugin/node_modules/@tensorflow/tfjs-core")).toThrow(/Two copies of @tensorflow\/tfjs-core are loaded/);
+  });
+
   it("expectNoTensorLeak passes a tidy step and catches a leaking one", async () => {
     await tf.setBackend("cpu");
     const w = tf.variable(tf.ones([2, 2]));

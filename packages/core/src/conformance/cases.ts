@@ -77,6 +77,8 @@ export const conformanceCases: ConformanceCase[] = [
   conv("3x3-s2-valid", [1, 9, 9, 2], [3, 3, 2, 3], 2, "valid"),
   conv("3x3-s1-explicit", [1, 6, 6, 4], [3, 3, 4, 2], 1, [[1, 1], [1, 1]]),
   conv("3x3-s2-explicit", [2, 8, 8, 3], [3, 3, 3, 4], 2, [[1, 1], [1, 1]]),
+  conv("3x3-s2-pad-0101", [1, 7, 7, 3], [3, 3, 3, 4], 2, [[0, 1], [0, 1]]), // Downsample2D with padding=0
+  conv("3x3-s1-same-wide", [2, 8, 8, 16], [3, 3, 16, 16], 1, "same"), // enough channels for fast paths
   conv("1x1", [2, 5, 5, 6], [1, 1, 6, 4], 1, "valid"),
   {
     id: "conv2d/bias-add",
