@@ -17,8 +17,9 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 // tfjs-core alone registers no gradient functions (the @tensorflow/tfjs bundle
-// does); @apt trains, so every process that loads @apt/core gets them.
-import "./tfjs-gradients.js";
+// does); @apt trains, so every process that loads @apt/core gets them, and the
+// chained tensor ops some of them use. Generated at build time (see the script).
+import "../gradients/tfjs-gradients.js";
 import { createRequire } from "node:module";
 import { AptError } from "./errors.js";
 
