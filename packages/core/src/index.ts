@@ -15,3 +15,18 @@ export {
 } from "./backend.js";
 export { Rng } from "./random.js";
 export * from "./safetensors/index.js";
+export {
+  matchesTargetModules,
+  type AdapterContext,
+  type AttentionCall,
+  type AttentionObservation,
+  type AttentionObserver,
+  type AttentionProcessor,
+  type AttentionProjections,
+  type FeatureObserver,
+  type HookedModel,
+  type HookPoint,
+  type HookPointKind,
+  type ModuleAdapter,
+  type TargetModules,
+} from "./hooks.js";
