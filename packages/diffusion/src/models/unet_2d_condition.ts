@@ -123,6 +123,14 @@ export function timestepEmbedding(t: tf.Tensor1D, dim: number, flipSinToCos: boo
   });
 }
 
+/** One conditioning of the same noisy input, for `forwardVariants`. */
+export interface UNetVariant {
+  /** [B, N, Cctx] text embeddings (B = the sample's batch). */
+  encoderHiddenStates: tf.Tensor3D;
+  /** Adapters on (default) or off for this variant: the pretrained model on the same weights. */
+  adapters?: boolean;
+}
+
 export interface UNetForwardOptions {
   /** Time embedding hook: called with e_t [B, Ctemb] (also visible to processors as call.temb). */
   onTimeEmbedding?: (temb: tf.Tensor2D) => void;
@@ -230,6 +238,30 @@ export class UNet2DConditionModel extends DiffusersModel {
     const c = this.config;
     const proj = timestepEmbedding(t, c.block_out_channels[0]!, c.flip_sin_to_cos, c.freq_shift);
     return this.timeLinear2.call(silu(this.timeLinear1.call(proj, ctx)), ctx) as tf.Tensor2D;
+  }
+
+  /**
+   * Several conditionings (and adapters on/off) of the same noisy sample and
+   * timesteps in one batched forward: the inputs are repeated per variant, the
+   * adapter mask is set per sample, and the output is split back per variant.
+   * What CAT (trigger vs. no-trigger caption, base model) and DC scores need.
+   */
+  forwardVariants(sample: tf.Tensor4D, timestep: tf.Tensor1D, variants: UNetVariant[], opts: UNetForwardOptions = {}): tf.Tensor4D[] {
+    const b = sample.shape[0];
+    const v = variants.length;
+    const samples = tf.concat(new Array<tf.Tensor4D>(v).fill(sample), 0) as tf.Tensor4D;
+    const t = timestep.shape[0] === b ? timestep : (tf.broadcastTo(timestep, [b]) as tf.Tensor1D);
+    const times = tf.concat(new Array<tf.Tensor1D>(v).fill(t), 0) as tf.Tensor1D;
+    const contexts = tf.concat(variants.map((x) => x.encoderHiddenStates), 0) as tf.Tensor3D;
+    const restore = this.adapterMaskState();
+    if (variants.some((x) => x.adapters === false)) {
+      this.setAdapterMask(variants.flatMap((x) => new Array<number>(b).fill(x.adapters === false ? 0 : 1)));
+    }
+    try {
+      return tf.split(this.forward(samples, times, contexts, opts), v, 0) as tf.Tensor4D[];
+    } finally {
+      restore();
+    }
   }
 
   /**

@@ -164,15 +164,23 @@ export abstract class DiffusersModel extends Module implements HookedModel {
     this.mask = typeof mask === "boolean" || mask === null ? null : mask;
   }
 
+  /** Captures the adapter mask; the returned function restores it. */
+  protected adapterMaskState(): () => void {
+    const saved = { on: this.adaptersOn, mask: this.mask };
+    return () => {
+      this.adaptersOn = saved.on;
+      this.mask = saved.mask;
+    };
+  }
+
   /** Runs `fn` with adapters off (the pretrained model, same weights), then restores the mask. */
   withAdaptersOff<T>(fn: () => T): T {
-    const saved = { on: this.adaptersOn, mask: this.mask };
+    const restore = this.adapterMaskState();
     this.setAdapterMask(false);
     try {
       return fn();
     } finally {
-      this.adaptersOn = saved.on;
-      this.mask = saved.mask;
+      restore();
     }
   }
 
