@@ -30,3 +30,4 @@ export {
   type ModuleAdapter,
   type TargetModules,
 } from "./hooks.js";
+export { AdamW, type AdamWOptions, type AdamWState } from "./optim/adamw.js";

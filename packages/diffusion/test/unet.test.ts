@@ -4,7 +4,7 @@ import { cp, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
-import { AptError, readSafetensors, writeSafetensors, type AttentionProcessor, type ModuleAdapter } from "@apt/core";
+import { AdamW, AptError, readSafetensors, writeSafetensors, type AttentionProcessor, type ModuleAdapter } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
 import { CLIPTextModel, UNet2DConditionModel, defaultAttentionProcessor } from "../src/index.js";
 
@@ -266,5 +266,32 @@ describe("adapters", () => {
     const removed = tf.tidy(() => unet.forward(sample, t, ctx));
     expect(await maxDiff(removed, base)).toBe(0);
     tf.dispose([base, adapted, off, mixed, m0!, m1!, a0!, b1!, v0!, v1!, removed]);
+  });
+});
+
+describe("memory", () => {
+  it("a forward and a full training step (every UNet weight, AdamW) leave the tensor count unchanged", () => {
+    const params = Object.fromEntries(unet.namedParameters());
+    const saved = Object.fromEntries(Object.entries(params).map(([n, v]) => [n, v.clone()]));
+    const opt = new AdamW(params, { lr: 1e-4 });
+    const x = tf.slice(sample, [0, 0, 0, 0], [1, -1, -1, -1]) as tf.Tensor4D;
+    const c = tf.slice(ctx, [0, 0, 0], [1, -1, -1]) as tf.Tensor3D;
+    const tt = tf.tensor1d([500], "int32");
+    const step = () =>
+      tf.tidy(() => {
+        const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(unet.forward(x, tt, c))) as tf.Scalar, Object.values(params));
+        opt.apply(Object.fromEntries(Object.entries(params).map(([n, v]) => [n, grads[v.name]!])));
+        return value.dataSync()[0]!;
+      });
+    const first = step(); // creates the optimizer's moments
+    const count = tf.memory().numTensors;
+    const second = step();
+    tf.dispose(tf.tidy(() => unet.forward(x, tt, c)));
+    expect(tf.memory().numTensors).toBe(count);
+    expect(second).toBeLessThan(first);
+    // Put the fixture weights back for other tests.
+    for (const [n, v] of Object.entries(params)) v.assign(saved[n]!);
+    tf.dispose([...Object.values(saved), x, c, tt]);
+    opt.dispose();
   });
 });
