@@ -9,3 +9,4 @@ export { UNet2DConditionModel, parseUNetConfig, timestepEmbedding, type UNet2DCo
 export { CLIPTextModel, parseCLIPTextConfig, type CLIPTextConfig, type CLIPForwardOptions } from "./models/clip_text_model.js";
 export * from "./schedulers/index.js";
 export * from "./tokenizers/index.js";
+export { StableDiffusionPipeline, type GenerateOptions, type GenerateResult, type PipelineComponents, type PipelineVae, type VaeLoader } from "./pipelines/stable_diffusion.js";
