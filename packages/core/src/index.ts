@@ -31,3 +31,21 @@ export {
   type TargetModules,
 } from "./hooks.js";
 export { AdamW, type AdamWOptions, type AdamWState } from "./optim/adamw.js";
+export {
+  METHOD_API_VERSION,
+  EXCLUSIVE_HOOKS,
+  type Batch,
+  type BatchItem,
+  type Capability,
+  type ConceptSpec,
+  type Method,
+  type MethodPlugin,
+  type PluginState,
+  type SetupContext,
+  type StandardSchemaV1,
+  type StepInfo,
+  type StepResult,
+  type StepState,
+  type StepVariant,
+  type TrainingModel,
+} from "./method.js";

@@ -10,3 +10,4 @@ export { CLIPTextModel, parseCLIPTextConfig, type CLIPTextConfig, type CLIPForwa
 export * from "./schedulers/index.js";
 export * from "./tokenizers/index.js";
 export { StableDiffusionPipeline, type GenerateOptions, type GenerateResult, type PipelineComponents, type PipelineVae, type VaeLoader } from "./pipelines/stable_diffusion.js";
+export { AutoencoderKL, DiagonalGaussianDistribution, parseAutoencoderKLConfig, legacyVAEParamName, type AutoencoderKLConfig } from "./models/autoencoder_kl.js";

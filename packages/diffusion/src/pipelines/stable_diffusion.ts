@@ -164,7 +164,7 @@ export class StableDiffusionPipeline {
     const shape: [number, number, number, number] = [b, height / latentScale, width / latentScale, this.unet.config.in_channels];
     const noise = new Float32Array(shape.reduce((a, c) => a * c, 1));
     for (let i = 0; i < noise.length; i++) noise[i] = rng.normal();
-    let latents = tf.mul(tf.tensor4d(noise, shape), this.scheduler.initNoiseSigma) as tf.Tensor4D;
+    let latents = tf.tidy(() => tf.mul(tf.tensor4d(noise, shape), this.scheduler.initNoiseSigma) as tf.Tensor4D);
 
     this.scheduler.setTimesteps(steps);
     const timesteps = Array.from(this.scheduler.timesteps);

@@ -1,0 +1,134 @@
+/**
+ * An SD-1.5-shaped pipeline, scaled down: 4 down blocks, 1×1 conv projections
+ * (use_linear_projection false), a 4-block VAE with 8× downsampling, a CLIP BPE
+ * tokenizer with a small vocabulary, SD's scheduler config. Random weights:
+ * save → load round trip, a forward of the right shape, and DDIM sampling.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { backend } from "@apt/backend-cpu";
+import { AutoencoderKL, BYTE_TO_UNICODE, CLIPTextModel, CLIPTokenizer, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel } from "../src/index.js";
+
+const unetConfig = {
+  _class_name: "UNet2DConditionModel",
+  sample_size: 8,
+  in_channels: 4,
+  out_channels: 4,
+  down_block_types: ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+  up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+  block_out_channels: [16, 32, 32, 32],
+  layers_per_block: 2,
+  attention_head_dim: 2,
+  cross_attention_dim: 32,
+  norm_num_groups: 8,
+  norm_eps: 1e-5,
+  act_fn: "silu",
+  flip_sin_to_cos: true,
+  freq_shift: 0,
+  use_linear_projection: false,
+  center_input_sample: false,
+  downsample_padding: 1,
+  mid_block_scale_factor: 1,
+};
+const vaeConfig = {
+  _class_name: "AutoencoderKL",
+  in_channels: 3,
+  out_channels: 3,
+  down_block_types: ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+  up_block_types: ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
+  block_out_channels: [8, 16, 16, 16],
+  layers_per_block: 1,
+  latent_channels: 4,
+  norm_num_groups: 4,
+  sample_size: 64,
+  scaling_factor: 0.18215,
+};
+const schedulerConfig = {
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: "scaled_linear" as const,
+  clip_sample: false,
+  set_alpha_to_one: false,
+  steps_offset: 1,
+  num_train_timesteps: 1000,
+};
+
+/** A small byte-level BPE vocabulary: the 256 byte symbols (with and without </w>), a few merges, CLIP's specials. */
+function tinyClipTokenizer(): CLIPTokenizer {
+  const vocab: Record<string, number> = {};
+  for (const ch of BYTE_TO_UNICODE) vocab[ch] = Object.keys(vocab).length;
+  for (const ch of BYTE_TO_UNICODE) vocab[`${ch}</w>`] = Object.keys(vocab).length;
+  const merges = ["s t", "st a", "sta r</w>", "r e", "re d</w>", "o f</w>", "p h", "ph o", "pho t", "phot o</w>"];
+  for (const m of merges) vocab[m.replace(" ", "")] = Object.keys(vocab).length;
+  vocab["<|startoftext|>"] = Object.keys(vocab).length;
+  vocab["<|endoftext|>"] = Object.keys(vocab).length;
+  return new CLIPTokenizer({ vocab, merges, modelMaxLength: 16 });
+}
+
+let pipe: StableDiffusionPipeline;
+
+beforeAll(async () => {
+  await backend.init();
+  const tokenizer = tinyClipTokenizer();
+  const textConfig = { vocab_size: tokenizer.vocabSize, max_position_embeddings: 16, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, hidden_act: "quick_gelu", layer_norm_eps: 1e-5 };
+  pipe = new StableDiffusionPipeline({
+    unet: UNet2DConditionModel.fromConfig(unetConfig, { seed: 1 }),
+    textEncoder: CLIPTextModel.fromConfig(textConfig, { seed: 2 }),
+    tokenizer,
+    scheduler: new DDIMScheduler(schedulerConfig),
+    vae: AutoencoderKL.fromConfig(vaeConfig, { seed: 3 }),
+  });
+});
+
+describe("SD-1.5-shaped pipeline, scaled down", () => {
+  it("has SD-1.5's module layout: 4 down blocks, conv projections, VAE with 8× downsampling", () => {
+    const names = [...pipe.unet.namedParameters().keys()];
+    expect(names).toContain("down_blocks.2.attentions.1.proj_in.weight");
+    expect(names).toContain("up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_k.weight");
+    expect(names.some((n) => n.startsWith("down_blocks.3.attentions"))).toBe(false);
+    expect(pipe.unet.hookPoints("conv").map((p) => p.path)).toContain("down_blocks.0.attentions.0.proj_in");
+    expect([...(pipe.vae as AutoencoderKL).namedParameters().keys()]).toContain("decoder.up_blocks.3.resnets.1.conv2.weight");
+  });
+
+  it("saves as a diffusers folder and loads back bit-identically", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "apt-sd15-"));
+    await pipe.savePretrained(dir);
+    const again = await StableDiffusionPipeline.fromPretrained(dir, { loadVae: AutoencoderKL.fromPretrained });
+    for (const [a, b] of [
+      [pipe.unet, again.unet],
+      [pipe.textEncoder, again.textEncoder],
+      [pipe.vae as AutoencoderKL, again.vae as AutoencoderKL],
+    ] as const) {
+      const pa = a.namedParameters();
+      const pb = b.namedParameters();
+      expect([...pb.keys()]).toEqual([...pa.keys()]);
+      for (const [name, v] of pa) expect(Buffer.from((await pb.get(name)!.data()).buffer).equals(Buffer.from((await v.data()).buffer)), name).toBe(true);
+    }
+    expect(again.tokenizer.encode("a photo of a red star")).toEqual(pipe.tokenizer.encode("a photo of a red star"));
+    expect(again.scheduler.config).toEqual(pipe.scheduler.config);
+    again.dispose();
+  });
+
+  it("runs a forward of the right shape and samples a few DDIM steps, seeded", async () => {
+    const out = tf.tidy(() => pipe.unet.forward(tf.randomNormal([2, 8, 8, 4]) as tf.Tensor4D, tf.tensor1d([1, 999], "int32"), pipe.encodePrompt(["a red star", ""])));
+    expect(out.shape).toEqual([2, 8, 8, 4]);
+    out.dispose();
+    const before = tf.memory().numTensors;
+    const steps: number[] = [];
+    const a = await pipe.generate({ prompt: "a photo of a red star", numInferenceSteps: 3, guidanceScale: 7.5, seed: 7, onStep: (_, t) => steps.push(t) });
+    expect(steps).toEqual([667, 334, 1]);
+    expect(a.images.shape).toEqual([1, 64, 64, 3]);
+    const px = await a.images.data();
+    expect(Math.min(...px)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...px)).toBeLessThanOrEqual(1);
+    const b = await pipe.generate({ prompt: "a photo of a red star", numInferenceSteps: 3, guidanceScale: 7.5, seed: 7 });
+    const c = await pipe.generate({ prompt: "a photo of a red star", numInferenceSteps: 3, guidanceScale: 7.5, seed: 8 });
+    expect(Buffer.from((await b.images.data()).buffer).equals(Buffer.from(px.buffer))).toBe(true);
+    expect(Buffer.from((await c.images.data()).buffer).equals(Buffer.from(px.buffer))).toBe(false);
+    tf.dispose([a.images, b.images, c.images]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
