@@ -49,3 +49,4 @@ export {
   type StepVariant,
   type TrainingModel,
 } from "./method.js";
+export { DEFAULT_TRAIN_OPTIONS, type LrSchedule, type ResolvedMethod, type TaskKind, type TrainEvent, type TrainOptions, type TrainRun, type TrainSummary } from "./engine/types.js";

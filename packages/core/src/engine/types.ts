@@ -1,0 +1,99 @@
+/** Types of the training engine: options, the resolved method list, and the event stream. */
+import type * as tfc from "@tensorflow/tfjs-core";
+import type { ConceptSpec, MethodPlugin, TrainingModel } from "../method.js";
+
+export type LrSchedule = "constant" | "cosine" | "linear";
+
+export interface TrainOptions {
+  /** Optimizer steps (per concept for continual tasks). */
+  steps: number;
+  batchSize: number;
+  lr: number;
+  lrSchedule: LrSchedule;
+  /** Linear warm-up steps before the schedule. */
+  warmupSteps: number;
+  weightDecay: number;
+  adamBetas: [number, number];
+  adamEps: number;
+  /** Global gradient-norm clipping; 0 disables it. */
+  maxGradNorm: number;
+  /** One seed owns noise, timesteps, data order and adapter init. */
+  seed: number;
+  /** Checkpoint every N steps (and at the end); 0: only at the end. */
+  checkpointEvery: number;
+  /** Keep at most this many checkpoints (oldest removed); 0 keeps all. */
+  checkpointsTotalLimit: number;
+  /** Sample a grid every N steps (and at the end); 0: only at the end. */
+  sampleEvery: number;
+  samplePrompts: string[];
+  sampleSteps: number;
+  sampleGuidance: number;
+  sampleSeed: number;
+}
+
+export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
+  steps: 400,
+  batchSize: 4,
+  lr: 1e-4,
+  lrSchedule: "constant",
+  warmupSteps: 0,
+  weightDecay: 1e-2,
+  adamBetas: [0.9, 0.999],
+  adamEps: 1e-8,
+  maxGradNorm: 1,
+  seed: 0,
+  checkpointEvery: 100,
+  checkpointsTotalLimit: 0,
+  sampleEvery: 0,
+  samplePrompts: [],
+  sampleSteps: 25,
+  sampleGuidance: 3,
+  sampleSeed: 0,
+};
+
+/** A plugin with its validated options, as the config resolved it. */
+export interface ResolvedMethod {
+  plugin: MethodPlugin<unknown>;
+  options: unknown;
+  /** Unique name in this run ("cat", or the third tuple entry of the config). */
+  name: string;
+}
+
+export type TaskKind = "personalize" | "continual";
+
+export interface TrainRun {
+  model: TrainingModel;
+  task: TaskKind;
+  /** One concept for "personalize"; the sequence for "continual" (no earlier data kept). */
+  concepts: ConceptSpec[];
+  train: TrainOptions;
+  methods: ResolvedMethod[];
+  /** The run folder: checkpoints/, samples/, metrics.jsonl (written by a logger), final/. */
+  runDir: string;
+  /** The resolved config, stored in every checkpoint. */
+  resolvedConfig?: unknown;
+  /** "latest" or a checkpoint folder. */
+  resume?: string;
+  onEvent?: (e: TrainEvent) => void;
+  /** Writes an image grid (NHWC in [0,1]) to a PNG path; without it no samples are written. */
+  writeImages?: (images: tfc.Tensor4D, path: string) => Promise<void>;
+  /** Stop after this step (tests: simulate an interruption); the run is still checkpointed. */
+  stopAfter?: number;
+}
+
+export type TrainEvent =
+  | { type: "start"; totalSteps: number; startStep: number; trainable: number; methods: string[]; resumedFrom?: string }
+  | { type: "task"; task: number; concept: string }
+  | { type: "step"; step: number; task: number; loss: number; terms: Record<string, number>; lr: number; itPerSec: number; metrics: Record<string, number> }
+  | { type: "sample"; step: number; path: string }
+  | { type: "checkpoint"; step: number; path: string }
+  | { type: "export"; paths: string[] }
+  | { type: "end"; step: number; seconds: number };
+
+export interface TrainSummary {
+  steps: number;
+  finalLoss: number;
+  checkpoint: string;
+  exports: string[];
+  samples: string[];
+}
