@@ -11,6 +11,7 @@ export type AptErrorCode =
   | "BAD_SAFETENSORS"
   | "DUPLICATE_TFJS"
   | "BACKEND_UNAVAILABLE"
+  | "DIVERGED"
   | "INTERNAL";
 
 export class AptError extends Error {
@@ -23,7 +24,7 @@ export class AptError extends Error {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "AptError";
     this.code = code;
-    this.exitCode = options?.exitCode ?? (code === "INTERNAL" ? 1 : 2);
+    this.exitCode = options?.exitCode ?? (code === "INTERNAL" || code === "DIVERGED" ? 1 : 2);
   }
 
   static isInstance(e: unknown): e is AptError {

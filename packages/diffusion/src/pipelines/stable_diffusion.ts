@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { AptError, Rng } from "@apt/core";
+import { AptError, Rng, type TrainingModel } from "@apt/core";
 import { CLIPTextModel } from "../models/clip_text_model.js";
 import { UNet2DConditionModel } from "../models/unet_2d_condition.js";
 import { readJson, writeFileAtomic } from "../nn/model.js";
@@ -22,6 +22,8 @@ export interface PipelineVae {
   readonly scalingFactor: number;
   /** latents NHWC → images NHWC in [-1, 1]. */
   decode(latents: tf.Tensor4D): tf.Tensor4D;
+  /** images NHWC in [-1, 1] → the latent distribution (training). */
+  encode(x: tf.Tensor4D): { sample(noise: Rng | tf.Tensor): tf.Tensor4D; dispose(): void };
   savePretrained(dir: string): Promise<void>;
   dispose(): void;
   toConfig(): Record<string, unknown>;
@@ -68,7 +70,7 @@ function list(v: string | string[], n: number, field: string): string[] {
   return arr;
 }
 
-export class StableDiffusionPipeline {
+export class StableDiffusionPipeline implements TrainingModel {
   unet: UNet2DConditionModel;
   textEncoder: CLIPTextModel;
   tokenizer: Tokenizer;

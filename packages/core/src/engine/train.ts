@@ -1,0 +1,329 @@
+/**
+ * The training engine: runs a personalization (or continual) task from a
+ * resolved config with any mix of method plugins. One step, as DESIGN.md draws
+ * it: data → augment → timesteps → noise → forward (all prompt variants in one
+ * batch; observers capture) → per-sample base loss (weighed) + method losses →
+ * gradients of the trainable set → clip → AdamW → afterStep → log, sample,
+ * checkpoint.
+ *
+ * Determinism: one Rng (the run seed) owns data order, timesteps, noise and
+ * VAE sampling; each plugin gets its own Rng derived from the seed and its
+ * name. Its state is checkpointed with everything else, so a run stopped at
+ * step k and resumed ends bit-identical to one that was not stopped (on the
+ * cpu backend).
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { AptError } from "../errors.js";
+import { Rng } from "../random.js";
+import { AdamW } from "../optim/adamw.js";
+import type { Batch, ConceptSpec, Method, StepInfo, StepState, StepVariant } from "../method.js";
+import { checkExclusiveHooks, checkMethodSet } from "./methods.js";
+import { learningRate } from "./schedule.js";
+import { readCheckpoint, resolveCheckpoint, writeCheckpoint, type DataOrder } from "./checkpoint.js";
+import type { TrainEvent, TrainRun, TrainSummary } from "./types.js";
+
+interface Created {
+  name: string;
+  method: Method;
+}
+
+interface TrainableVar {
+  variable: tf.Variable;
+  lrScale: number;
+}
+
+/** A seed for a plugin's own Rng: the run seed mixed with the plugin's name (FNV-1a). */
+export function pluginSeed(seed: number, name: string): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+function shuffled(n: number, rng: Rng): number[] {
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+function normalTensor(shape: number[], rng: Rng): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = rng.normal();
+  return tf.tensor(data, shape, "float32");
+}
+
+export async function train(run: TrainRun): Promise<TrainSummary> {
+  const { model, train: o } = run;
+  const problems = checkMethodSet(run.methods);
+  if (run.concepts.length === 0) problems.push("task: no concept to train on");
+  if (run.task === "personalize" && run.concepts.length !== 1) problems.push(`task "personalize" takes one concept, got ${run.concepts.length}`);
+  if (problems.length) throw new AptError("BAD_INPUT", problems.join("\n"));
+  const emit = (e: TrainEvent) => run.onEvent?.(e);
+  const started = performance.now();
+
+  // ------------------------------------------------------------ set up methods
+  const created: Created[] = [];
+  for (const m of run.methods) {
+    const method = await m.plugin.create(m.options, {
+      instanceName: m.name,
+      model,
+      rng: new Rng(pluginSeed(o.seed, m.name)),
+      runDir: run.runDir,
+      methods: run.methods.map((x) => x.name),
+      concepts: run.concepts,
+      train: { steps: o.steps, batchSize: o.batchSize, seed: o.seed },
+      log: (message) => emit({ type: "task", task: -1, concept: `[${m.name}] ${message}` }),
+    });
+    created.push({ name: m.name, method });
+  }
+  checkExclusiveHooks(created);
+  await mkdir(run.runDir, { recursive: true });
+  for (const c of created) await c.method.prepare?.(model);
+
+  // Trainable set: the union of what methods choose; without any, the whole UNet (plain fine-tuning).
+  const trainable = new Map<string, TrainableVar>();
+  for (const c of created) {
+    for (const [name, v] of Object.entries(c.method.trainable?.(model) ?? {})) {
+      const tv = v instanceof tf.Variable ? { variable: v, lrScale: 1 } : { variable: v.variable, lrScale: v.lrScale ?? 1 };
+      trainable.set(name, tv);
+    }
+  }
+  if (trainable.size === 0) for (const [name, v] of model.unet.namedParameters()) trainable.set(name, { variable: v, lrScale: 1 });
+  const scales = [...new Set([...trainable.values()].map((t) => t.lrScale))].sort((a, b) => a - b);
+  const optimizers = scales.map(
+    (scale) =>
+      new AdamW(Object.fromEntries([...trainable].filter(([, t]) => t.lrScale === scale).map(([n, t]) => [n, t.variable])), {
+        lr: o.lr * scale,
+        betas: o.adamBetas,
+        eps: o.adamEps,
+        weightDecay: o.weightDecay,
+      }),
+  );
+  const varList = [...trainable.values()].map((t) => t.variable);
+
+  // ----------------------------------------------------------------- state
+  const rng = new Rng(o.seed);
+  let step = 0;
+  let task = 0;
+  let taskStep = 0;
+  let data: DataOrder = { epoch: 0, cursor: 0, permutation: [] };
+  let resumedFrom: string | undefined;
+  if (run.resume) {
+    resumedFrom = await resolveCheckpoint(run.runDir, run.resume);
+    const ck = await readCheckpoint(resumedFrom);
+    const missing = [...trainable.keys()].filter((n) => !ck.trainable[n]);
+    if (missing.length) throw new AptError("BAD_INPUT", `${resumedFrom}: the checkpoint lacks trainable variables of this run (${missing.slice(0, 3).join(", ")}…): was it written with other methods?`);
+    for (const [name, t] of trainable) t.variable.assign(ck.trainable[name]!);
+    optimizers.forEach((opt, i) => {
+      const moments: Record<string, { m: tf.Tensor; v: tf.Tensor }> = {};
+      for (const name of Object.keys(opt.params)) moments[name] = { m: ck.optimizer[`${name}.m`]!, v: ck.optimizer[`${name}.v`]! };
+      opt.setState({ step: ck.state.optimizerSteps[i] ?? 0, moments });
+    });
+    for (const c of created) {
+      const s = ck.plugins[c.name];
+      if (s) c.method.loadState?.(s);
+    }
+    rng.setState(ck.state.rng);
+    ({ step, task, taskStep, data } = ck.state);
+    tf.dispose([...Object.values(ck.trainable), ...Object.values(ck.optimizer)]);
+    for (const s of Object.values(ck.plugins)) for (const v of Object.values(s)) if (v instanceof tf.Tensor) v.dispose();
+  }
+  const totalSteps = o.steps * run.concepts.length;
+  emit({ type: "start", totalSteps, startStep: step, trainable: [...trainable.values()].reduce((a, t) => a + t.variable.size, 0), methods: created.map((c) => c.name), resumedFrom });
+
+  const checkpoint = async (): Promise<string> => {
+    const optimizer: Record<string, tf.Tensor> = {};
+    for (const opt of optimizers) for (const [name, { m, v }] of Object.entries(opt.getState().moments)) {
+      optimizer[`${name}.m`] = m;
+      optimizer[`${name}.v`] = v;
+    }
+    const plugins: Record<string, ReturnType<NonNullable<Method["state"]>>> = {};
+    for (const c of created) if (c.method.state) plugins[c.name] = c.method.state();
+    const path = await writeCheckpoint(
+      run.runDir,
+      {
+        state: { version: 1, step, task, taskStep, rng: rng.getState(), data, optimizerSteps: optimizers.map((x) => x.step), plugins: {}, config: run.resolvedConfig ?? null },
+        trainable: Object.fromEntries([...trainable].map(([n, t]) => [n, t.variable])),
+        optimizer,
+        plugins,
+      },
+      o.checkpointsTotalLimit,
+    );
+    emit({ type: "checkpoint", step, path });
+    return path;
+  };
+
+  const samples: string[] = [];
+  const sample = async (): Promise<void> => {
+    if (!run.writeImages || o.samplePrompts.length === 0) return;
+    const { images } = await model.generate({ prompt: o.samplePrompts, numInferenceSteps: o.sampleSteps, guidanceScale: o.sampleGuidance, seed: o.sampleSeed });
+    const path = join(run.runDir, "samples", `step-${String(step).padStart(6, "0")}.png`);
+    await mkdir(join(run.runDir, "samples"), { recursive: true });
+    await run.writeImages(images, path);
+    images.dispose();
+    samples.push(path);
+    emit({ type: "sample", step, path });
+  };
+
+  let lastLoss = NaN;
+  let lastCheckpoint = "";
+  let itPerSec = 0;
+  const stopAt = run.stopAfter ?? Infinity;
+
+  while (task < run.concepts.length && step < stopAt) {
+    const concept = run.concepts[task]!;
+    if (taskStep === 0) {
+      emit({ type: "task", task, concept: concept.name ?? concept.prompt });
+      for (const c of created) await c.method.onTaskStart?.(task, concept);
+    }
+    for (; taskStep < o.steps && step < stopAt; ) {
+      const t0 = performance.now();
+      const result = runStep(concept);
+      step++;
+      taskStep++;
+      lastLoss = result.loss;
+      const dt = (performance.now() - t0) / 1000;
+      itPerSec = itPerSec === 0 ? 1 / dt : 0.9 * itPerSec + 0.1 / dt;
+      const metrics: Record<string, number> = {};
+      for (const c of created) for (const [k, v] of Object.entries(c.method.metrics?.() ?? {})) metrics[`${c.name}/${k}`] = v;
+      for (const c of created) c.method.afterStep?.({ step, task, loss: result.loss, terms: result.terms, lr: result.lr });
+      emit({ type: "step", step, task, loss: result.loss, terms: result.terms, lr: result.lr, itPerSec, metrics });
+      if (o.checkpointEvery > 0 && step % o.checkpointEvery === 0) lastCheckpoint = await checkpoint();
+      if (o.sampleEvery > 0 && step % o.sampleEvery === 0) await sample();
+      await tf.nextFrame();
+    }
+    if (taskStep < o.steps) break; // stopped early (stopAfter): stay on this task
+    for (const c of created) await c.method.onTaskEnd?.(task, concept);
+    task++;
+    taskStep = 0;
+  }
+  if (!lastCheckpoint.endsWith(`checkpoint-${step}`)) lastCheckpoint = await checkpoint();
+  const exports: string[] = [];
+  const done = step >= totalSteps;
+  if (done) {
+    if (!(o.sampleEvery > 0 && step % o.sampleEvery === 0)) await sample();
+    const finalDir = join(run.runDir, "final");
+    await mkdir(finalDir, { recursive: true });
+    for (const c of created) exports.push(...((await c.method.export?.(finalDir)) ?? []));
+    if (exports.length) emit({ type: "export", paths: exports });
+  }
+  optimizers.forEach((x) => x.dispose());
+  for (const c of created) c.method.dispose?.();
+  emit({ type: "end", step, seconds: (performance.now() - started) / 1000 });
+  return { steps: step, finalLoss: lastLoss, checkpoint: lastCheckpoint, exports, samples };
+
+  // ------------------------------------------------------------------ a step
+  function nextIndices(n: number, count: number): number[] {
+    const out: number[] = [];
+    while (out.length < count) {
+      if (data.cursor >= data.permutation.length || data.permutation.length !== n) {
+        data = { epoch: data.permutation.length === n ? data.epoch + 1 : data.epoch, cursor: 0, permutation: shuffled(n, rng) };
+      }
+      out.push(data.permutation[data.cursor++]!);
+    }
+    return out;
+  }
+
+  function runStep(concept: ConceptSpec): { loss: number; terms: Record<string, number>; lr: number } {
+    const info: StepInfo = { step: step + 1, task, rng };
+    const idx = nextIndices(concept.images.shape[0], o.batchSize);
+    let batch: Batch = {
+      images: tf.tidy(() => tf.gather(concept.images, tf.tensor1d(idx, "int32"))) as tf.Tensor4D,
+      items: idx.map(() => ({ prompt: concept.prompt, kind: "instance", weight: 1 })),
+    };
+    const owned: tf.Tensor[] = [batch.images];
+    for (const c of created) {
+      if (!c.method.augment) continue;
+      const next = c.method.augment(batch, info);
+      if (next.images !== batch.images) owned.push(next.images);
+      batch = next;
+    }
+    const b = batch.items.length;
+    const timesteps = created.find((c) => c.method.timesteps)?.method.timesteps!(b, info) ?? Int32Array.from({ length: b }, () => rng.int(model.scheduler.config.num_train_timesteps));
+    const methodVariants = created.map((c) => ({ c, list: c.method.variants?.({ ...info, batch }) ?? [] }));
+    const allVariants: StepVariant[] = methodVariants.flatMap((x) => x.list);
+
+    const x0 = tf.tidy(() => {
+      if (!model.vae) return batch.images;
+      const dist = model.vae.encode(batch.images);
+      const z = tf.mul(dist.sample(rng), model.vae.scalingFactor) as tf.Tensor4D;
+      return z;
+    });
+    if (x0 !== batch.images) owned.push(x0);
+    const noise = normalTensor(x0.shape, rng) as tf.Tensor4D;
+    const tT = tf.tensor1d(timesteps, "int32");
+    const snr = model.scheduler.snr(timesteps);
+    const lr = learningRate(o.lr, o.lrSchedule, step + 1, totalSteps, o.warmupSteps);
+    const nInstance = Math.max(1, batch.items.filter((it) => it.kind === "instance").length);
+    const termNames: string[] = [];
+    let termValues: tf.Tensor | undefined;
+
+    const { value: total, grads } = tf.variableGrads(() => {
+      const xt = model.scheduler.addNoise(x0, noise, timesteps) as tf.Tensor4D;
+      const pt = model.scheduler.config.prediction_type;
+      const target = (pt === "v_prediction" ? model.scheduler.getVelocity(x0, noise, timesteps) : pt === "sample" ? x0 : noise) as tf.Tensor4D;
+      const context = model.encodePrompt(batch.items.map((it) => it.prompt));
+      const outs = allVariants.length
+        ? model.unet.forwardVariants(xt, tT, [{ encoderHiddenStates: context }, ...allVariants.map((v) => ({ encoderHiddenStates: model.encodePrompt(v.prompts), adapters: v.adapters }))])
+        : [model.unet.forward(xt, tT, context)];
+      const prediction = outs[0]!;
+      const perSampleLoss = tf.mean(tf.square(tf.sub(prediction, target)), [1, 2, 3]) as tf.Tensor1D;
+      let offset = 1;
+      const stateFor = (list: StepVariant[]): StepState => {
+        const variants = outs.slice(offset, offset + list.length);
+        offset += list.length;
+        return { ...info, batch, x0, noise, timesteps, t: tT, xt, target, prediction, variants, perSampleLoss, snr, model };
+      };
+      const states = methodVariants.map(({ c, list }) => ({ c, s: stateFor(list) }));
+      let weights: tf.Tensor1D = tf.tensor1d(batch.items.map((it) => it.weight));
+      for (const { c, s } of states) if (c.method.weigh) weights = tf.mul(weights, c.method.weigh(s)) as tf.Tensor1D;
+      const terms: tf.Scalar[] = [tf.div(tf.sum(tf.mul(weights, perSampleLoss)), nInstance) as tf.Scalar];
+      termNames.push("base");
+      for (const { c, s } of states) {
+        for (const [name, value] of Object.entries(c.method.losses?.(s) ?? {})) {
+          termNames.push(`${c.name}/${name}`);
+          terms.push(value);
+        }
+      }
+      termValues = tf.keep(tf.stack(terms));
+      return tf.addN(terms) as tf.Scalar;
+    }, varList);
+
+    const values = Array.from(termValues!.dataSync());
+    tf.dispose([termValues!, total]);
+    const terms = Object.fromEntries(termNames.map((n, i) => [n, values[i]!]));
+    const loss = values.reduce((a, v) => a + v, 0);
+    const bad = Object.entries(terms).filter(([, v]) => !Number.isFinite(v));
+    if (bad.length || !Number.isFinite(loss)) {
+      tf.dispose([...Object.values(grads), noise, tT, ...owned]);
+      throw new AptError(
+        "DIVERGED",
+        `training diverged at step ${step + 1}: ${bad.map(([n, v]) => `${n} = ${v}`).join(", ") || `loss = ${loss}`}. Weights were not updated; the last good checkpoint is kept (${lastCheckpoint || "none written yet"}). Try a lower lr or maxGradNorm.`,
+      );
+    }
+    // Global-norm clipping, as torch.nn.utils.clip_grad_norm_.
+    const byName: Record<string, tf.Tensor> = {};
+    for (const [name, t] of trainable) {
+      const g = grads[t.variable.name];
+      if (g) byName[name] = g;
+    }
+    if (o.maxGradNorm > 0) {
+      const norm = tf.tidy(() => tf.sqrt(tf.addN(Object.values(byName).map((g) => tf.sum(tf.square(g))))).dataSync()[0]!);
+      const coef = o.maxGradNorm / (norm + 1e-6);
+      if (coef < 1) for (const [name, g] of Object.entries(byName)) byName[name] = tf.mul(g, coef);
+    }
+    optimizers.forEach((opt, i) => {
+      const mine: Record<string, tf.Tensor> = {};
+      for (const name of Object.keys(opt.params)) if (byName[name]) mine[name] = byName[name]!;
+      opt.apply(mine, lr * scales[i]!);
+    });
+    tf.dispose([...new Set([...Object.values(grads), ...Object.values(byName)])]);
+    tf.dispose([noise, tT, ...owned]);
+    return { loss, terms, lr };
+  }
+}
