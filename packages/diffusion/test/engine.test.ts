@@ -186,6 +186,36 @@ describe("training engine", () => {
     expect((await listCheckpoints(dir)).map((c) => c.step)).toEqual([2]);
   });
 
+  it("runs a continual task concept after concept, with task start/end hooks and only the current concept's data", async () => {
+    const seen: string[] = [];
+    const recorder: MethodPlugin<Record<string, unknown>> = {
+      apiVersion: 1,
+      name: "recorder",
+      options: anyOptions,
+      create: () => ({
+        onTaskStart: (task, c) => void seen.push(`start ${task} ${c.name}`),
+        onTaskEnd: (task, c) => void seen.push(`end ${task} ${c.name}`),
+        augment: (batch, s) => {
+          seen.push(`step ${s.step} task ${s.task} ${batch.items[0]!.prompt}`);
+          return batch;
+        },
+      }),
+    };
+    const half = (i: number) => tf.slice(images, [i * 2, 0, 0, 0], [2, 8, 8, 3]) as tf.Tensor4D;
+    await train(
+      baseRun(await runDir(), {
+        task: "continual",
+        concepts: [
+          { images: half(0), prompt: "w5 w6", name: "first" },
+          { images: half(1), prompt: "w7 w8", name: "second" },
+        ],
+        methods: methods(toyAdapter, recorder),
+      }, { steps: 2, batchSize: 1 }),
+    );
+    pipe.unet.removeAdapters();
+    expect(seen).toEqual(["start 0 first", "step 1 task 0 w5 w6", "step 2 task 0 w5 w6", "end 0 first", "start 1 second", "step 3 task 1 w7 w8", "step 4 task 1 w7 w8", "end 1 second"]);
+  });
+
   it("keeps tf.memory().numTensors constant over 200 steps", async () => {
     const counts: number[] = [];
     await train(
