@@ -38,7 +38,8 @@ describe("packed tarballs install and import in an empty project", () => {
       expect(files, dir).toContain("package/dist/index.js");
       expect(files, dir).toContain("package/dist/index.d.ts");
       expect(files.some((f) => f.includes("/test/") || f.endsWith(".test.ts")), dir).toBe(false);
-      const manifest = JSON.parse(readFileSync(join(project, "node_modules", "@apt", dir, "package.json"), "utf8"));
+      const name = JSON.parse(readFileSync(join(root, "packages", dir, "package.json"), "utf8")).name as string;
+      const manifest = JSON.parse(readFileSync(join(project, "node_modules", name, "package.json"), "utf8"));
       expect(JSON.stringify(manifest.dependencies ?? {}), dir).not.toContain("workspace:");
     }
   });

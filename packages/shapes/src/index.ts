@@ -1,0 +1,5 @@
+/**
+ * @apt/shapes: ShapeWorld, the embedded default world of @apt — a seeded
+ * renderer that knows the truth, its prompt grammar and its vocabulary.
+ */
+export * from "./world/index.js";
