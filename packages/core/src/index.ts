@@ -54,3 +54,4 @@ export { train, pluginSeed } from "./engine/train.js";
 export { checkMethodSet, checkExclusiveHooks } from "./engine/methods.js";
 export { learningRate } from "./engine/schedule.js";
 export { listCheckpoints, readCheckpoint, resolveCheckpoint, writeCheckpoint, checkpointDir, type CheckpointContents, type CheckpointState } from "./engine/checkpoint.js";
+export { writeFileAtomic } from "./fs.js";

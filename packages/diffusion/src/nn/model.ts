@@ -5,12 +5,13 @@
  * builds the ForwardContext each forward passes down.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   AptError,
   SafetensorsReader,
   writeSafetensors,
+  writeFileAtomic,
   type HookedModel,
   type HookPoint,
   type HookPointKind,
@@ -43,13 +44,6 @@ export async function readJson(path: string): Promise<Record<string, unknown>> {
   }
 }
 
-/** Writes a file atomically: temporary file in the same folder, then rename. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
-}
-
 interface AttentionLike extends Module {
   readonly kind: "self" | "cross";
   readonly heads: number;
@@ -67,6 +61,8 @@ export interface LoadOptions {
   /** Names in the file that are fine to ignore (e.g. transformers' `position_ids` buffer). */
   ignore?: (name: string) => boolean;
 }
+
+export { writeFileAtomic };
 
 export abstract class DiffusersModel extends Module implements HookedModel {
   readonly hooks = new HookRegistry();

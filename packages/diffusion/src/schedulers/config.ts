@@ -3,10 +3,9 @@
  * the same field names, defaults and JSON layout, so a directory saved here loads
  * in diffusers and the other way round.
  */
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { AptError } from "@apt/core";
+import { AptError, writeFileAtomic } from "@apt/core";
 
 export type BetaSchedule = "linear" | "scaled_linear" | "squaredcos_cap_v2";
 export type PredictionType = "epsilon" | "v_prediction" | "sample";
@@ -236,15 +235,8 @@ export async function readSchedulerConfigFile(dir: string): Promise<{ file: stri
 export async function writeSchedulerConfigFile(dir: string, json: Record<string, unknown>): Promise<string> {
   await mkdir(dir, { recursive: true });
   const file = schedulerConfigPath(dir);
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
-  try {
-    // diffusers writes `json.dumps(config, indent=2, sort_keys=True) + "\n"`.
-    await writeFile(tmp, JSON.stringify(sortKeys(json), null, 2) + "\n", "utf8");
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  // diffusers writes `json.dumps(config, indent=2, sort_keys=True) + "\n"`.
+  await writeFileAtomic(file, JSON.stringify(sortKeys(json), null, 2) + "\n");
   return file;
 }
 

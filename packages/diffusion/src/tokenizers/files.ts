@@ -4,10 +4,9 @@
  * added_tokens.json). Every problem with a file becomes an AptError BAD_INPUT
  * that names the file, so a CLI user knows which one to fix.
  */
-import { randomUUID } from "node:crypto";
-import { mkdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { AptError } from "@apt/core";
+import { AptError, writeFileAtomic } from "@apt/core";
 
 /** Above this, model_max_length is transformers' "no limit" sentinel (int(1e30)). */
 const UNSET_MAX_LENGTH = 1e9;
@@ -215,12 +214,9 @@ export async function writeFilesAtomically(dir: string, files: Record<string, st
   }
   for (const [name, text] of Object.entries(files)) {
     const target = join(dir, name);
-    const temp = join(dir, `.${name}.${process.pid}.${randomUUID()}.tmp`);
     try {
-      await writeFile(temp, text, "utf8");
-      await rename(temp, target);
+      await writeFileAtomic(target, text);
     } catch (e) {
-      await unlink(temp).catch(() => undefined);
       throw new AptError("BAD_INPUT", `cannot write tokenizer file ${target}: ${(e as Error).message}`, { cause: e });
     }
   }
