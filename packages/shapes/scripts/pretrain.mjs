@@ -70,7 +70,9 @@ const pretrain = {
     augment: (batch, s) => {
       const n = batch.items.length;
       const attrs = Array.from({ length: n }, () => sampleAttributes({}, s.rng, { excludeHeldOut: true }));
-      const prompts = attrs.map((a) => (s.rng.uniform() < 0.1 ? "" : samplePrompt(a, s.rng)));
+      // 10% empty captions (classifier-free guidance); 30% in the "a photo of …" form
+      // that personalization prompts use, so "photo" and "of" are known words.
+      const prompts = attrs.map((a) => (s.rng.uniform() < 0.1 ? "" : samplePrompt(a, s.rng, { photoProbability: 0.3 })));
       const r = renderBatch(attrs, s.rng.nextUint32());
       const images = tf.tidy(() => tf.sub(tf.mul(tf.tensor4d(r.images, r.shape), 2), 1));
       return { images, items: prompts.map((prompt) => ({ prompt, kind: "instance", weight: 1 })) };

@@ -3,3 +3,5 @@
  * renderer that knows the truth, its prompt grammar and its vocabulary.
  */
 export * from "./world/index.js";
+export * from "./evaluator/index.js";
+export * from "./concepts/index.js";
