@@ -72,15 +72,10 @@ export interface PromptOptions {
   identifier?: string;
 }
 
-const GRAMMAR_WORD_SET: ReadonlySet<string> = new Set<string>([
-  ...FUNCTION_WORDS,
-  ...SIZES,
-  ...COLORS,
-  ...TEXTURES,
-  ...SHAPES,
-  ...POSITIONS,
-  ...BACKGROUNDS,
-]);
+/** Every word the grammar can produce, in the order the vocabulary numbers them. */
+export const GRAMMAR_WORDS: readonly string[] = [...FUNCTION_WORDS, ...SIZES, ...COLORS, ...TEXTURES, ...SHAPES, ...POSITIONS, ...BACKGROUNDS];
+
+const GRAMMAR_WORD_SET: ReadonlySet<string> = new Set<string>(GRAMMAR_WORDS);
 
 function article(next: string): string {
   return /^[aeiou]/.test(next) ? "an" : "a";

@@ -4,8 +4,7 @@
  * new words may only ever be appended.
  */
 import { WordLevelTokenizer } from "@apt/diffusion";
-import { BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES, TEXTURES } from "./attributes.js";
-import { FUNCTION_WORDS, IDENTIFIERS } from "./grammar.js";
+import { GRAMMAR_WORDS, IDENTIFIERS } from "./grammar.js";
 
 export const SPECIAL_TOKENS = { pad: "<pad>", bos: "<bos>", eos: "<eos>", unk: "<unk>" } as const;
 
@@ -18,13 +17,7 @@ export const VOCABULARY_WORDS: readonly string[] = [
   SPECIAL_TOKENS.bos,
   SPECIAL_TOKENS.eos,
   SPECIAL_TOKENS.unk,
-  ...FUNCTION_WORDS,
-  ...SIZES,
-  ...COLORS,
-  ...TEXTURES,
-  ...SHAPES,
-  ...POSITIONS,
-  ...BACKGROUNDS,
+  ...GRAMMAR_WORDS,
   ...IDENTIFIERS,
 ];
 
