@@ -148,6 +148,9 @@ export class ProgressReporter {
       case "task":
         this.line(`task ${e.task + 1}: ${e.concept}`);
         return;
+      case "log":
+        this.line(`[${e.method}] ${e.message}`);
+        return;
       case "step": {
         this.eta.tick(this.now());
         if (this.bar) {

@@ -230,4 +230,66 @@ describe("training engine", () => {
     expect(counts).toHaveLength(200);
     expect(new Set(counts.slice(1)).size).toBe(1);
   });
+
+  it("pretrains without a concept: `data` makes each batch, the UNet and the text encoder both train, resume is bit-identical", async () => {
+    const fresh = async () =>
+      new StableDiffusionPipeline({
+        unet: await UNet2DConditionModel.fromPretrained(join(fixture, "unet")),
+        textEncoder: await CLIPTextModel.fromPretrained(join(fixture, "text_encoder")),
+        tokenizer: pipe.tokenizer,
+        scheduler: new DDPMScheduler({}),
+      });
+    const calls: string[] = [];
+    // Fresh "rendered" images each step, drawn from the run's Rng (so resume replays them).
+    const data = (n: number, info: { step: number; rng: { uniform(): number } }) => {
+      calls.push(`${info.step}:${n}`);
+      const values = Float32Array.from({ length: n * 8 * 8 * 3 }, () => info.rng.uniform() * 2 - 1);
+      return { images: tf.tensor4d(values, [n, 8, 8, 3]), items: Array.from({ length: n }, (_, i) => ({ prompt: `w${5 + i} w9`, kind: "instance", weight: 1 })) };
+    };
+    const weights = async (m: StableDiffusionPipeline) => {
+      const parts: Buffer[] = [];
+      for (const v of [...m.unet.namedParameters().values(), ...m.textEncoder.namedParameters().values()]) parts.push(Buffer.from((await v.data()).buffer));
+      return Buffer.concat(parts);
+    };
+    const run = (model: StableDiffusionPipeline, dir: string, over: Partial<TrainRun> = {}): TrainRun => ({
+      model,
+      task: "pretrain",
+      concepts: [],
+      data,
+      train: { ...DEFAULT_TRAIN_OPTIONS, steps: 4, batchSize: 2, lr: 1e-3, checkpointEvery: 2, seed: 3 },
+      methods: [],
+      runDir: dir,
+      ...over,
+    });
+
+    const a = await fresh();
+    const before = a.textEncoder.namedParameters().get("text_model.embeddings.token_embedding.weight")!.dataSync().slice();
+    const events: TrainEvent[] = [];
+    const counts: number[] = [];
+    await train(run(a, await runDir(), { onEvent: (e) => {
+      events.push(e);
+      if (e.type === "step") counts.push(tf.memory().numTensors);
+    } }));
+    expect(calls).toEqual(["1:2", "2:2", "3:2", "4:2"]);
+    const start = events.find((e) => e.type === "start") as Extract<TrainEvent, { type: "start" }>;
+    expect(start.trainable).toBe(1_687_075 + 84_480);
+    const after = a.textEncoder.namedParameters().get("text_model.embeddings.token_embedding.weight")!.dataSync();
+    expect(after.some((v, i) => v !== before[i])).toBe(true);
+    expect(new Set(counts).size).toBe(1);
+    const straight = await weights(a);
+    a.dispose();
+
+    const b = await fresh();
+    const dir = await runDir();
+    await train(run(b, dir, { stopAfter: 2 }));
+    b.dispose();
+    const c = await fresh();
+    await train(run(c, dir, { resume: "latest" }));
+    expect((await weights(c)).equals(straight)).toBe(true);
+    c.dispose();
+
+    await expect(train(run(pipe, dir, { data: undefined }))).rejects.toThrow(/task "pretrain": give `data`/);
+    await expect(train(run(pipe, dir, { concepts: [{ images, prompt: "w5" }] }))).rejects.toThrow(/not on concepts/);
+    await expect(train(baseRun(dir, { data }))).rejects.toThrow(/`data` is for task "pretrain"/);
+  });
 });

@@ -4,25 +4,28 @@
 // rendered on the fly from the seeded world, held-out shape × colour pairs never
 // shown). Resumes from its latest checkpoint; writes the diffusers folder at the end.
 //
-//   node scripts/pretrain.mjs [--steps 3000] [--batch 16] [--run pretrain-run] [--out models/base]
+//   node scripts/pretrain.mjs [--steps 2500] [--batch 16] [--run pretrain-run] [--out models/base]
+//   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir]   (export only)
 import { existsSync } from "node:fs";
 import { appendFile, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { tf, DEFAULT_TRAIN_OPTIONS, listCheckpoints, train } from "@apt/core";
+import { tf, DEFAULT_TRAIN_OPTIONS, listCheckpoints, readCheckpoint, resolveCheckpoint, train } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
-import { CLIPTextModel, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel } from "@apt/diffusion";
+import { CLIPTextModel, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel } from "@apt/diffusion";
 import { createTokenizer, renderBatch, sampleAttributes, samplePrompt, vocabulary } from "../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== "--"), // pnpm passes a literal "--" through
   options: {
-    steps: { type: "string", default: "3000" },
+    steps: { type: "string", default: "2500" },
     batch: { type: "string", default: "16" },
     lr: { type: "string", default: "1e-3" },
     run: { type: "string", default: join(here, "..", "pretrain-run") },
     out: { type: "string", default: join(here, "..", "models", "base") },
+    export: { type: "string" },
   },
 });
 
@@ -56,29 +59,37 @@ const model = new StableDiffusionPipeline({
   scheduler: new DDPMScheduler(SCHEDULER_CONFIG),
 });
 
-const options = { "~standard": { version: 1, vendor: "apt", validate: (v) => ({ value: v ?? {} }) } };
-/** Trains everything on freshly rendered, captioned images (10% empty captions for guidance). */
-const pretrain = {
-  apiVersion: 1,
-  name: "pretrain",
-  options,
-  create: () => ({
-    trainable: (m) => ({
-      ...Object.fromEntries(m.unet.namedParameters()),
-      ...Object.fromEntries([...m.textEncoder.namedParameters()].map(([n, v]) => [`text_encoder.${n}`, v])),
-    }),
-    augment: (batch, s) => {
-      const n = batch.items.length;
-      const attrs = Array.from({ length: n }, () => sampleAttributes({}, s.rng, { excludeHeldOut: true }));
-      // 10% empty captions (classifier-free guidance); 30% in the "a photo of …" form
-      // that personalization prompts use, so "photo" and "of" are known words.
-      const prompts = attrs.map((a) => (s.rng.uniform() < 0.1 ? "" : samplePrompt(a, s.rng, { photoProbability: 0.3 })));
-      const r = renderBatch(attrs, s.rng.nextUint32());
-      const images = tf.tidy(() => tf.sub(tf.mul(tf.tensor4d(r.images, r.shape), 2), 1));
-      return { images, items: prompts.map((prompt) => ({ prompt, kind: "instance", weight: 1 })) };
-    },
-  }),
+/**
+ * Each step's batch: fresh renders of attributes drawn from the run's Rng
+ * (held-out shape × colour pairs never drawn), captioned by the grammar; 10%
+ * empty captions (classifier-free guidance) and 30% in the "a photo of …"
+ * form that personalization prompts use, so "photo" and "of" are known words.
+ */
+const data = (n, info) => {
+  const attrs = Array.from({ length: n }, () => sampleAttributes({}, info.rng, { excludeHeldOut: true }));
+  const prompts = attrs.map((a) => (info.rng.uniform() < 0.1 ? "" : samplePrompt(a, info.rng, { photoProbability: 0.3 })));
+  const r = renderBatch(attrs, info.rng.nextUint32());
+  const images = tf.tidy(() => tf.sub(tf.mul(tf.tensor4d(r.images, r.shape), 2), 1));
+  return { images, items: prompts.map((prompt) => ({ prompt, kind: "instance", weight: 1 })) };
 };
+
+/** Saves the pipeline for sampling: same noise schedule, DDIM. */
+async function savePipeline(out) {
+  model.scheduler = new DDIMScheduler(SCHEDULER_CONFIG);
+  await model.savePretrained(out);
+  console.log(`wrote ${out}`);
+}
+
+if (args.export !== undefined) {
+  // Export only: the weights of a checkpoint (a folder, or "latest") as a diffusers folder.
+  const path = await resolveCheckpoint(args.run, args.export || "latest");
+  const ck = await readCheckpoint(path);
+  for (const [name, v] of model.unet.namedParameters()) v.assign(ck.trainable[name]);
+  for (const [name, v] of model.textEncoder.namedParameters()) v.assign(ck.trainable[`text_encoder.${name}`]);
+  console.log(`checkpoint ${path} (step ${ck.state.step})`);
+  await savePipeline(args.out);
+  process.exit(0);
+}
 
 const runDir = args.run;
 await mkdir(runDir, { recursive: true });
@@ -87,14 +98,15 @@ const resume = (await listCheckpoints(runDir)).length ? "latest" : undefined;
 const started = Date.now();
 await train({
   model,
-  task: "personalize",
-  concepts: [{ images: tf.zeros([1, 32, 32, 3]), prompt: "" }],
+  task: "pretrain",
+  concepts: [],
+  data,
   train: {
     ...DEFAULT_TRAIN_OPTIONS,
     steps: Number(args.steps), batchSize: Number(args.batch), lr: Number(args.lr), lrSchedule: "cosine", warmupSteps: 100,
     weightDecay: 1e-2, maxGradNorm: 1, seed: 0, checkpointEvery: 50, checkpointsTotalLimit: 2,
   },
-  methods: [{ plugin: pretrain, options: {}, name: "pretrain" }],
+  methods: [], // no method: every UNet and text-encoder weight trains
   runDir,
   resume,
   onEvent: (e) => {
@@ -108,6 +120,5 @@ await train({
     }
   },
 });
-await model.savePretrained(args.out);
-console.log(`wrote ${args.out}`);
+await savePipeline(args.out);
 process.exit(0);

@@ -1,5 +1,5 @@
 /**
- * The training engine: runs a personalization (or continual) task from a
+ * The training engine: runs a personalization, continual or pretraining task from a
  * resolved config with any mix of method plugins. One step, as DESIGN.md draws
  * it: data → augment → timesteps → noise → forward (all prompt variants in one
  * batch; observers capture) → per-sample base loss (weighed) + method losses →
@@ -60,8 +60,14 @@ function normalTensor(shape: number[], rng: Rng): tf.Tensor {
 export async function train(run: TrainRun): Promise<TrainSummary> {
   const { model, train: o } = run;
   const problems = checkMethodSet(run.methods);
-  if (run.concepts.length === 0) problems.push("task: no concept to train on");
-  if (run.task === "personalize" && run.concepts.length !== 1) problems.push(`task "personalize" takes one concept, got ${run.concepts.length}`);
+  if (run.task === "pretrain") {
+    if (!run.data) problems.push('task "pretrain": give `data`, the function that makes each batch');
+    if (run.concepts.length !== 0) problems.push(`task "pretrain" trains on \`data\`, not on concepts; got ${run.concepts.length}`);
+  } else {
+    if (run.concepts.length === 0) problems.push("task: no concept to train on");
+    if (run.task === "personalize" && run.concepts.length !== 1) problems.push(`task "personalize" takes one concept, got ${run.concepts.length}`);
+    if (run.data) problems.push(`\`data\` is for task "pretrain"; task "${run.task}" trains on its concepts' images`);
+  }
   if (problems.length) throw new AptError("BAD_INPUT", problems.join("\n"));
   const emit = (e: TrainEvent) => run.onEvent?.(e);
   const started = performance.now();
@@ -77,7 +83,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
       methods: run.methods.map((x) => x.name),
       concepts: run.concepts,
       train: { steps: o.steps, batchSize: o.batchSize, seed: o.seed },
-      log: (message) => emit({ type: "task", task: -1, concept: `[${m.name}] ${message}` }),
+      log: (message) => emit({ type: "log", method: m.name, message }),
     });
     created.push({ name: m.name, method });
   }
@@ -85,7 +91,8 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   await mkdir(run.runDir, { recursive: true });
   for (const c of created) await c.method.prepare?.(model);
 
-  // Trainable set: the union of what methods choose; without any, the whole UNet (plain fine-tuning).
+  // Trainable set: the union of what methods choose; without any, the whole UNet
+  // (plain fine-tuning), and for pretraining the text encoder too.
   const trainable = new Map<string, TrainableVar>();
   for (const c of created) {
     for (const [name, v] of Object.entries(c.method.trainable?.(model) ?? {})) {
@@ -93,7 +100,10 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
       trainable.set(name, tv);
     }
   }
-  if (trainable.size === 0) for (const [name, v] of model.unet.namedParameters()) trainable.set(name, { variable: v, lrScale: 1 });
+  if (trainable.size === 0) {
+    for (const [name, v] of model.unet.namedParameters()) trainable.set(name, { variable: v, lrScale: 1 });
+    if (run.task === "pretrain") for (const [name, v] of model.textEncoder.namedParameters()) trainable.set(`text_encoder.${name}`, { variable: v, lrScale: 1 });
+  }
   const scales = [...new Set([...trainable.values()].map((t) => t.lrScale))].sort((a, b) => a - b);
   const optimizers = scales.map(
     (scale) =>
@@ -133,7 +143,9 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     tf.dispose([...Object.values(ck.trainable), ...Object.values(ck.optimizer)]);
     for (const s of Object.values(ck.plugins)) for (const v of Object.values(s)) if (v instanceof tf.Tensor) v.dispose();
   }
-  const totalSteps = o.steps * run.concepts.length;
+  // Pretraining is one task without a concept.
+  const taskCount = run.task === "pretrain" ? 1 : run.concepts.length;
+  const totalSteps = o.steps * taskCount;
   emit({ type: "start", totalSteps, startStep: step, trainable: [...trainable.values()].reduce((a, t) => a + t.variable.size, 0), methods: created.map((c) => c.name), resumedFrom });
 
   const checkpoint = async (): Promise<string> => {
@@ -175,11 +187,11 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   let itPerSec = 0;
   const stopAt = run.stopAfter ?? Infinity;
 
-  while (task < run.concepts.length && step < stopAt) {
-    const concept = run.concepts[task]!;
+  while (task < taskCount && step < stopAt) {
+    const concept = run.concepts[task];
     if (taskStep === 0) {
-      emit({ type: "task", task, concept: concept.name ?? concept.prompt });
-      for (const c of created) await c.method.onTaskStart?.(task, concept);
+      emit({ type: "task", task, concept: concept ? (concept.name ?? concept.prompt) : run.task });
+      if (concept) for (const c of created) await c.method.onTaskStart?.(task, concept);
     }
     for (; taskStep < o.steps && step < stopAt; ) {
       const t0 = performance.now();
@@ -198,7 +210,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
       await tf.nextFrame();
     }
     if (taskStep < o.steps) break; // stopped early (stopAfter): stay on this task
-    for (const c of created) await c.method.onTaskEnd?.(task, concept);
+    if (concept) for (const c of created) await c.method.onTaskEnd?.(task, concept);
     task++;
     taskStep = 0;
   }
@@ -229,13 +241,25 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     return out;
   }
 
-  function runStep(concept: ConceptSpec): { loss: number; terms: Record<string, number>; lr: number } {
-    const info: StepInfo = { step: step + 1, task, rng };
+  function firstBatch(concept: ConceptSpec | undefined, info: StepInfo): Batch {
+    if (!concept) {
+      const batch = run.data!(o.batchSize, info);
+      if (batch.images.rank !== 4 || batch.images.shape[0] !== batch.items.length) {
+        tf.dispose(batch.images);
+        throw new AptError("BAD_INPUT", `pretrain data: images [${batch.images.shape.join(", ")}] must be NHWC with one row per item (${batch.items.length} items)`);
+      }
+      return batch;
+    }
     const idx = nextIndices(concept.images.shape[0], o.batchSize);
-    let batch: Batch = {
+    return {
       images: tf.tidy(() => tf.gather(concept.images, tf.tensor1d(idx, "int32"))) as tf.Tensor4D,
       items: idx.map(() => ({ prompt: concept.prompt, kind: "instance", weight: 1 })),
     };
+  }
+
+  function runStep(concept: ConceptSpec | undefined): { loss: number; terms: Record<string, number>; lr: number } {
+    const info: StepInfo = { step: step + 1, task, rng };
+    let batch = firstBatch(concept, info);
     const owned: tf.Tensor[] = [batch.images];
     for (const c of created) {
       if (!c.method.augment) continue;

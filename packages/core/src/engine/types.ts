@@ -1,6 +1,6 @@
 /** Types of the training engine: options, the resolved method list, and the event stream. */
 import type * as tfc from "@tensorflow/tfjs-core";
-import type { ConceptSpec, MethodPlugin, TrainingModel } from "../method.js";
+import type { Batch, ConceptSpec, MethodPlugin, StepInfo, TrainingModel } from "../method.js";
 
 export type LrSchedule = "constant" | "cosine" | "linear";
 
@@ -59,13 +59,25 @@ export interface ResolvedMethod {
   name: string;
 }
 
-export type TaskKind = "personalize" | "continual";
+/**
+ * - "personalize": one concept's images.
+ * - "continual": a sequence of concepts, one after another, no earlier data kept.
+ * - "pretrain": no concept; `data` makes every batch (fresh data each step), and
+ *   with no method choosing a trainable set, every UNet and text-encoder weight trains.
+ */
+export type TaskKind = "personalize" | "continual" | "pretrain";
 
 export interface TrainRun {
   model: TrainingModel;
   task: TaskKind;
-  /** One concept for "personalize"; the sequence for "continual" (no earlier data kept). */
+  /** One concept for "personalize"; the sequence for "continual" (no earlier data kept); none for "pretrain". */
   concepts: ConceptSpec[];
+  /**
+   * "pretrain" only: makes each step's batch (NHWC in [-1, 1] and one item per
+   * image) from the run's Rng in `info.rng`, so a resumed run sees the same
+   * data; the engine disposes the images after the step.
+   */
+  data?: (batchSize: number, info: StepInfo) => Batch;
   train: TrainOptions;
   methods: ResolvedMethod[];
   /** The run folder: checkpoints/, samples/, metrics.jsonl (written by a logger), final/. */
@@ -84,6 +96,8 @@ export interface TrainRun {
 export type TrainEvent =
   | { type: "start"; totalSteps: number; startStep: number; trainable: number; methods: string[]; resumedFrom?: string }
   | { type: "task"; task: number; concept: string }
+  /** A method's message (`ctx.log`), e.g. dreambooth's class images. */
+  | { type: "log"; method: string; message: string }
   | { type: "step"; step: number; task: number; loss: number; terms: Record<string, number>; lr: number; itPerSec: number; metrics: Record<string, number> }
   | { type: "sample"; step: number; path: string }
   | { type: "checkpoint"; step: number; path: string }

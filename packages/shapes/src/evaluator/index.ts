@@ -1,2 +1,4 @@
 export * from "./model.js";
 export * from "./train.js";
+export * from "./agreement.js";
+export * from "./concept.js";

@@ -66,6 +66,11 @@ export const EVALUATOR_CONFIG: EvaluatorConfig = {
   },
 };
 
+/** The diffusers folder of the base model shipped in this package (`model: "@apt/shapes/base"` in a config). */
+export function shippedBaseModelDir(): string {
+  return fileURLToPath(new URL("../../models/base/", import.meta.url));
+}
+
 /** The folder of the evaluator shipped in this package. */
 export function shippedEvaluatorDir(): string {
   return fileURLToPath(new URL("../../models/evaluator/", import.meta.url));
