@@ -11,7 +11,7 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { PNG } from "pngjs";
@@ -30,12 +30,14 @@ const { values: args } = parseArgs({
     out: { type: "string" },
     // Tests: a few steps and one sample per prompt, to check the plumbing.
     quick: { type: "boolean", default: false },
+    // Where the run goes (default: the config's output, runs/demo beside this file).
+    output: { type: "string" },
   },
 });
 
 const CONCEPT = "red-star-cyan-stripes";
 const SAMPLING = { numInferenceSteps: 20, guidanceScale: 4, seed: 1234, batchSize: 33, samplesPerPrompt: args.quick ? 1 : 3 };
-const runDir = join(here, config.output);
+const runDir = args.output ? resolve(process.env.INIT_CWD ?? process.cwd(), args.output) : join(here, config.output);
 // Paths are printed relative to where the user ran `pnpm demo` (pnpm runs the script in this folder).
 const userCwd = process.env.INIT_CWD ?? process.cwd();
 const show = (p) => relative(userCwd, p) || ".";
@@ -73,6 +75,7 @@ await mkdir(runDir, { recursive: true });
 const beforeFile = join(runDir, "before.json");
 const before = new Promise((resolveBefore, reject) => {
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--evaluate", "before", "--out", beforeFile, ...(args.quick ? ["--quick"] : [])], { stdio: ["ignore", "ignore", "pipe"] });
+  process.on("exit", () => child.kill());
   let err = "";
   child.stderr.on("data", (d) => (err += d));
   child.on("error", reject);
@@ -85,6 +88,7 @@ const require = createRequire(import.meta.url);
 const cliPkg = require.resolve("@apt/cli/package.json");
 const bin = join(dirname(cliPkg), JSON.parse(await readFile(cliPkg, "utf8")).bin["apt-run"]);
 const trainArgs = [bin, "train", "--config", join(here, "apt.config.mjs"), "--no-progress-bar", "--log-every", "25"];
+if (args.output) trainArgs.push("--set", `output=${runDir}`);
 if (args.quick) trainArgs.push("--set", `train.steps=${steps}`, "--set", "methods[0][1].num_class_images=2");
 console.log(`$ apt-run ${trainArgs.slice(1).map((a) => (a.startsWith(here) ? relative(here, a) : a)).join(" ")}\n`);
 const code = await new Promise((resolveCode) => {

@@ -1,5 +1,5 @@
 import "./register.js";
-export { Module, type ForwardContext, type ParamLayout, type ParamSpec } from "./nn/module.js";
+export { Module, toDiffusersLayout, fromDiffusersLayout, diffusersShape, type ForwardContext, type ParamLayout, type ParamSpec } from "./nn/module.js";
 export { Linear, Conv2d, GroupNorm, LayerNorm, Embedding, Container, AdaptableModule } from "./nn/layers.js";
 export { silu, gelu, quickGelu, upsampleNearest2x } from "./nn/functional.js";
 export { DiffusersModel, ConfigReader, readJson, writeFileAtomic } from "./nn/model.js";
