@@ -14,7 +14,7 @@ export default {
   backend: "cpu",
   model: "@apt/shapes/base",
   task: { kind: "personalize", images: concept.images, prompt: concept.prompt, classPrompt: concept.classPrompt, trigger: concept.trigger },
-  train: { steps: 150, batchSize: 2, lr: 1e-3, seed: 0, checkpointEvery: 50 },
+  train: { steps: 120, batchSize: 2, lr: 1e-3, seed: 0, checkpointEvery: 40 },
   methods: [
     ["dreambooth", { num_class_images: 8, class_images_per_batch: 2, sample_steps: 20 }],
     ["lora", { rank: 8, text_encoder_target_modules: ["q_proj", "k_proj", "v_proj", "out_proj"] }],
