@@ -292,4 +292,53 @@ describe("training engine", () => {
     await expect(train(run(pipe, dir, { concepts: [{ images, prompt: "w5" }] }))).rejects.toThrow(/not on concepts/);
     await expect(train(baseRun(dir, { data }))).rejects.toThrow(/`data` is for task "pretrain"/);
   });
+
+  it("splits pretraining batches with a replica thread: the same update as one process, up to float order", async () => {
+    const vocab: Record<string, number> = { "<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3 };
+    for (let i = 4; i < 256; i++) vocab[`w${i - 3}`] = i;
+    const fresh = async () =>
+      new StableDiffusionPipeline({
+        unet: await UNet2DConditionModel.fromPretrained(join(fixture, "unet")),
+        textEncoder: await CLIPTextModel.fromPretrained(join(fixture, "text_encoder")),
+        tokenizer: pipe.tokenizer,
+        scheduler: new DDPMScheduler({}),
+      });
+    const data = (n: number, info: { rng: { uniform(): number } }) => {
+      const values = Float32Array.from({ length: n * 8 * 8 * 3 }, () => info.rng.uniform() * 2 - 1);
+      return { images: tf.tensor4d(values, [n, 8, 8, 3]), items: Array.from({ length: n }, (_, i) => ({ prompt: `w${5 + i} w9`, kind: "instance", weight: 1 })) };
+    };
+    const run = async (replicas?: TrainRun["replicas"]) => {
+      const m = await fresh();
+      const losses: number[] = [];
+      await train({
+        model: m, task: "pretrain", concepts: [], data, methods: [], runDir: await runDir(),
+        train: { ...DEFAULT_TRAIN_OPTIONS, steps: 3, batchSize: 3, lr: 1e-3, checkpointEvery: 0, seed: 5 },
+        ...(replicas ? { replicas } : {}),
+        onEvent: (e) => void (e.type === "step" && losses.push(e.loss)),
+      });
+      const w = [...m.unet.namedParameters().values(), ...m.textEncoder.namedParameters().values()].map((v) => v.dataSync().slice());
+      m.dispose();
+      return { losses, w };
+    };
+    const start = await fresh();
+    const w0 = [...start.unet.namedParameters().values(), ...start.textEncoder.namedParameters().values()].map((v) => v.dataSync().slice());
+    start.dispose();
+    const one = await run();
+    const two = await run({ count: 1, module: new URL("./fixtures/replica-model.mjs", import.meta.url), args: { fixture, vocab } });
+    two.losses.forEach((l, i) => expect(l).toBeCloseTo(one.losses[i]!, 5));
+    // Compare the updates (not the weights, which barely move in 3 steps).
+    let diff = 0;
+    let norm = 0;
+    one.w.forEach((a, i) => a.forEach((v, j) => {
+      const d1 = v - w0[i]![j]!;
+      const d2 = two.w[i]![j]! - w0[i]![j]!;
+      diff += (d1 - d2) ** 2;
+      norm += d1 * d1;
+    }));
+    expect(norm).toBeGreaterThan(0);
+    expect(Math.sqrt(diff / norm)).toBeLessThan(1e-3);
+    // A plugin with per-sample hooks cannot be split.
+    await expect(train({ ...baseRun(await runDir()), replicas: { count: 1, module: "x" } })).rejects.toThrow(/replicas: toy-adapter, toy-reg have per-sample hooks/);
+    pipe.unet.removeAdapters();
+  });
 });

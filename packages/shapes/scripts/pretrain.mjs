@@ -7,15 +7,14 @@
 //   node scripts/pretrain.mjs [--steps 2500] [--batch 16] [--run pretrain-run] [--out models/base]
 //   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir]   (export only)
 //   [--unet shapes-s|shapes-s-attn8] [--high-noise 0.5]   (the shipped model: the defaults)
-import { existsSync } from "node:fs";
 import { appendFile, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { tf, DEFAULT_TRAIN_OPTIONS, listCheckpoints, readCheckpoint, resolveCheckpoint, train } from "@apt/core";
-import { backend } from "@apt/backend-cpu";
-import { CLIPTextModel, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel } from "@apt/diffusion";
-import { createTokenizer, renderBatch, sampleAttributes, samplePrompt, vocabulary } from "../dist/index.js";
+import { DDIMScheduler } from "@apt/diffusion";
+import { renderBatch, sampleAttributes, samplePrompt } from "../dist/index.js";
+import createBaseModel, { SCHEDULER_CONFIG, UNET_VARIANTS } from "./base-model.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -33,29 +32,12 @@ const { values: args } = parseArgs({
     // Share of each batch whose timestep is drawn from [400, 999] instead of [0, 999]
     // (composition is learned at high noise; 0 = uniform, as the shipped model).
     "high-noise": { type: "string", default: "0" },
+    // Threads that share each batch (tfjs's WASM backend uses one core each): 2 on this machine.
+    workers: { type: "string", default: "1" },
   },
 });
 
-// shapes-s (../shared/bench) sized for the 2-core budget: the 32×32 level has no attention.
-export const UNET_CONFIG = {
-  sample_size: 32, in_channels: 3, out_channels: 3,
-  down_block_types: ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-  mid_block_type: "UNetMidBlock2DCrossAttn",
-  up_block_types: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-  block_out_channels: [32, 64, 64], layers_per_block: 1, attention_head_dim: 4, cross_attention_dim: 64,
-  norm_num_groups: 8, norm_eps: 1e-5, act_fn: "silu", flip_sin_to_cos: true, freq_shift: 0,
-  use_linear_projection: true, transformer_layers_per_block: 1,
-};
-const UNET_VARIANTS = {
-  "shapes-s": UNET_CONFIG,
-  "shapes-s-attn8": {
-    ...UNET_CONFIG,
-    down_block_types: ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
-    up_block_types: ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
-  },
-};
-const unetConfig = UNET_VARIANTS[args.unet];
-if (!unetConfig) {
+if (!UNET_VARIANTS[args.unet]) {
   console.error(`--unet: "${args.unet}" is not one of ${Object.keys(UNET_VARIANTS).join(", ")}`);
   process.exit(2);
 }
@@ -64,25 +46,12 @@ if (!(highNoise >= 0 && highNoise <= 1)) {
   console.error(`--high-noise: ${args["high-noise"]} is not a share in [0, 1]`);
   process.exit(2);
 }
-const vocab = vocabulary();
-export const TEXT_CONFIG = {
-  vocab_size: Math.max(...Object.values(vocab)) + 1, max_position_embeddings: 16, hidden_size: 64,
-  intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, hidden_act: "quick_gelu", layer_norm_eps: 1e-5,
-};
-// Zero terminal SNR + v-prediction: backgrounds are the low-frequency mean a
-// model with residual signal at t = T never learns (DESIGN.md's evidence).
-export const SCHEDULER_CONFIG = {
-  num_train_timesteps: 1000, beta_schedule: "linear", beta_start: 0.0001, beta_end: 0.02,
-  prediction_type: "v_prediction", rescale_betas_zero_snr: true, timestep_spacing: "trailing", clip_sample: false,
-};
-
-await backend.init();
-const model = new StableDiffusionPipeline({
-  unet: UNet2DConditionModel.fromConfig(unetConfig, { seed: 1 }),
-  textEncoder: CLIPTextModel.fromConfig(TEXT_CONFIG, { seed: 2 }),
-  tokenizer: createTokenizer(),
-  scheduler: new DDPMScheduler(SCHEDULER_CONFIG),
-});
+const workers = Number(args.workers);
+if (!(Number.isInteger(workers) && workers >= 1)) {
+  console.error(`--workers: ${args.workers} is not a positive integer`);
+  process.exit(2);
+}
+const model = await createBaseModel({ unet: args.unet });
 
 /**
  * Each step's batch: fresh renders of attributes drawn from the run's Rng
@@ -143,6 +112,7 @@ await train({
     weightDecay: 1e-2, maxGradNorm: 1, seed: 0, checkpointEvery: 50, checkpointsTotalLimit: 2,
   },
   // No method chooses trainable weights: every UNet and text-encoder weight trains.
+  ...(workers > 1 ? { replicas: { count: workers - 1, module: new URL("./base-model.mjs", import.meta.url), args: { unet: args.unet } } } : {}),
   methods: highNoise > 0 ? [{ plugin: highNoiseTimesteps, options: {}, name: highNoiseTimesteps.name }] : [],
   runDir,
   resume,

@@ -23,6 +23,8 @@ import { checkExclusiveHooks, checkMethodSet } from "./methods.js";
 import { learningRate } from "./schedule.js";
 import { readCheckpoint, resolveCheckpoint, writeCheckpoint, type DataOrder } from "./checkpoint.js";
 import type { TrainEvent, TrainRun, TrainSummary } from "./types.js";
+import { ReplicaPool } from "./replicas.js";
+import { baseLoss } from "./loss.js";
 
 interface Created {
   name: string;
@@ -115,6 +117,12 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
       }),
   );
   const varList = [...trainable.values()].map((t) => t.variable);
+  let pool: ReplicaPool | undefined;
+  if (run.replicas) {
+    const hooked = created.filter((c) => c.method.variants || c.method.weigh || c.method.losses || c.method.trainable).map((c) => c.name);
+    if (hooked.length) throw new AptError("BAD_INPUT", `replicas: ${hooked.join(", ")} ${hooked.length > 1 ? "have" : "has"} per-sample hooks or trainable weights of its own, which run in one process only; drop \`replicas\` for this run`);
+    pool = await ReplicaPool.start(run.replicas, [...trainable.keys()]);
+  }
 
   // ----------------------------------------------------------------- state
   const rng = new Rng(o.seed);
@@ -187,6 +195,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   let itPerSec = 0;
   const stopAt = run.stopAfter ?? Infinity;
 
+  try {
   while (task < taskCount && step < stopAt) {
     const concept = run.concepts[task];
     if (taskStep === 0) {
@@ -195,7 +204,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     }
     for (; taskStep < o.steps && step < stopAt; ) {
       const t0 = performance.now();
-      const result = runStep(concept);
+      const result = await runStep(concept);
       step++;
       taskStep++;
       lastLoss = result.loss;
@@ -228,6 +237,9 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   for (const c of created) c.method.dispose?.();
   emit({ type: "end", step, seconds: (performance.now() - started) / 1000 });
   return { steps: step, finalLoss: lastLoss, checkpoint: lastCheckpoint, exports, samples };
+  } finally {
+    await pool?.close();
+  }
 
   // ------------------------------------------------------------------ a step
   function nextIndices(n: number, count: number): number[] {
@@ -257,7 +269,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     };
   }
 
-  function runStep(concept: ConceptSpec | undefined): { loss: number; terms: Record<string, number>; lr: number } {
+  async function runStep(concept: ConceptSpec | undefined): Promise<{ loss: number; terms: Record<string, number>; lr: number }> {
     const info: StepInfo = { step: step + 1, task, rng };
     let batch = firstBatch(concept, info);
     const owned: tf.Tensor[] = [batch.images];
@@ -285,41 +297,48 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     const lr = learningRate(o.lr, o.lrSchedule, step + 1, totalSteps, o.warmupSteps);
     const nInstance = Math.max(1, batch.items.filter((it) => it.kind === "instance").length);
     const termNames: string[] = [];
-    let termValues: tf.Tensor | undefined;
-
-    const { value: total, grads } = tf.variableGrads(() => {
-      const xt = model.scheduler.addNoise(x0, noise, timesteps) as tf.Tensor4D;
-      const pt = model.scheduler.config.prediction_type;
-      const target = (pt === "v_prediction" ? model.scheduler.getVelocity(x0, noise, timesteps) : pt === "sample" ? x0 : noise) as tf.Tensor4D;
-      const context = model.encodePrompt(batch.items.map((it) => it.prompt));
-      const outs = allVariants.length
-        ? model.unet.forwardVariants(xt, tT, [{ encoderHiddenStates: context }, ...allVariants.map((v) => ({ encoderHiddenStates: model.encodePrompt(v.prompts), adapters: v.adapters }))])
-        : [model.unet.forward(xt, tT, context)];
-      const prediction = outs[0]!;
-      const perSampleLoss = tf.mean(tf.square(tf.sub(prediction, target)), [1, 2, 3]) as tf.Tensor1D;
-      let offset = 1;
-      const stateFor = (list: StepVariant[]): StepState => {
-        const variants = outs.slice(offset, offset + list.length);
-        offset += list.length;
-        return { ...info, batch, x0, noise, timesteps, t: tT, xt, target, prediction, variants, perSampleLoss, snr, model };
-      };
-      const states = methodVariants.map(({ c, list }) => ({ c, s: stateFor(list) }));
-      let weights: tf.Tensor1D = tf.tensor1d(batch.items.map((it) => it.weight));
-      for (const { c, s } of states) if (c.method.weigh) weights = tf.mul(weights, c.method.weigh(s)) as tf.Tensor1D;
-      const terms: tf.Scalar[] = [tf.div(tf.sum(tf.mul(weights, perSampleLoss)), nInstance) as tf.Scalar];
+    let values: number[];
+    let grads: tf.NamedTensorMap;
+    if (pool) {
+      ({ values, grads } = await parallelGrads(batch, x0, noise, timesteps, nInstance));
       termNames.push("base");
-      for (const { c, s } of states) {
-        for (const [name, value] of Object.entries(c.method.losses?.(s) ?? {})) {
-          termNames.push(`${c.name}/${name}`);
-          terms.push(value);
-        }
-      }
-      termValues = tf.keep(tf.stack(terms));
-      return tf.addN(terms) as tf.Scalar;
-    }, varList);
+    } else {
+      let termValues: tf.Tensor | undefined;
 
-    const values = Array.from(termValues!.dataSync());
-    tf.dispose([termValues!, total]);
+      const { value: total, grads: g } = tf.variableGrads(() => {
+        const xt = model.scheduler.addNoise(x0, noise, timesteps) as tf.Tensor4D;
+        const pt = model.scheduler.config.prediction_type;
+        const target = (pt === "v_prediction" ? model.scheduler.getVelocity(x0, noise, timesteps) : pt === "sample" ? x0 : noise) as tf.Tensor4D;
+        const context = model.encodePrompt(batch.items.map((it) => it.prompt));
+        const outs = allVariants.length
+          ? model.unet.forwardVariants(xt, tT, [{ encoderHiddenStates: context }, ...allVariants.map((v) => ({ encoderHiddenStates: model.encodePrompt(v.prompts), adapters: v.adapters }))])
+          : [model.unet.forward(xt, tT, context)];
+        const prediction = outs[0]!;
+        const perSampleLoss = tf.mean(tf.square(tf.sub(prediction, target)), [1, 2, 3]) as tf.Tensor1D;
+        let offset = 1;
+        const stateFor = (list: StepVariant[]): StepState => {
+          const variants = outs.slice(offset, offset + list.length);
+          offset += list.length;
+          return { ...info, batch, x0, noise, timesteps, t: tT, xt, target, prediction, variants, perSampleLoss, snr, model };
+        };
+        const states = methodVariants.map(({ c, list }) => ({ c, s: stateFor(list) }));
+        let weights: tf.Tensor1D = tf.tensor1d(batch.items.map((it) => it.weight));
+        for (const { c, s } of states) if (c.method.weigh) weights = tf.mul(weights, c.method.weigh(s)) as tf.Tensor1D;
+        const terms: tf.Scalar[] = [tf.div(tf.sum(tf.mul(weights, perSampleLoss)), nInstance) as tf.Scalar];
+        termNames.push("base");
+        for (const { c, s } of states) {
+          for (const [name, value] of Object.entries(c.method.losses?.(s) ?? {})) {
+            termNames.push(`${c.name}/${name}`);
+            terms.push(value);
+          }
+        }
+        termValues = tf.keep(tf.stack(terms));
+        return tf.addN(terms) as tf.Scalar;
+      }, varList);
+      values = Array.from(termValues!.dataSync());
+      tf.dispose([termValues!, total]);
+      grads = g;
+    }
     const terms = Object.fromEntries(termNames.map((n, i) => [n, values[i]!]));
     const loss = values.reduce((a, v) => a + v, 0);
     const bad = Object.entries(terms).filter(([, v]) => !Number.isFinite(v));
@@ -349,5 +368,56 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     tf.dispose([...new Set([...Object.values(grads), ...Object.values(byName)])]);
     tf.dispose([noise, tT, ...owned]);
     return { loss, terms, lr };
+  }
+
+  /** Splits the batch between this thread and the replicas; the sum of the slices' base-loss gradients, by variable name. */
+  async function parallelGrads(batch: Batch, x0: tf.Tensor4D, noise: tf.Tensor4D, timesteps: Int32Array, nInstance: number): Promise<{ values: number[]; grads: tf.NamedTensorMap }> {
+    const b = batch.items.length;
+    const parts = pool!.size + 1;
+    const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * b) / parts));
+    const [, h, w, c] = x0.shape;
+    const per = h * w * c;
+    const x0Data = x0.dataSync() as Float32Array;
+    const noiseData = noise.dataSync() as Float32Array;
+    // The weights the optimizer wrote last step; the replicas start each step from them.
+    const weights = Object.fromEntries([...trainable].map(([n, t]) => [n, new Float32Array(t.variable.dataSync() as Float32Array)]));
+    const slice = (i: number) => {
+      const [s, e] = [bounds[i]!, bounds[i + 1]!];
+      return { s, e, items: batch.items.slice(s, e) };
+    };
+    const remote = Array.from({ length: pool!.size }, (_, k) => {
+      const { s, e, items } = slice(k + 1);
+      return pool!.compute(k, {
+        weights,
+        x0: x0Data.slice(s * per, e * per),
+        noise: noiseData.slice(s * per, e * per),
+        shape: [e - s, h, w, c],
+        timesteps: timesteps.slice(s, e),
+        prompts: items.map((it) => it.prompt),
+        itemWeights: items.map((it) => it.weight),
+        nInstance,
+      });
+    });
+    const { s, e, items } = slice(0);
+    const local = tf.variableGrads(() => {
+      const x = tf.slice(x0, [s, 0, 0, 0], [e - s, -1, -1, -1]) as tf.Tensor4D;
+      const n = tf.slice(noise, [s, 0, 0, 0], [e - s, -1, -1, -1]) as tf.Tensor4D;
+      return baseLoss(model, x, n, timesteps.slice(s, e), items.map((it) => it.prompt), items.map((it) => it.weight), nInstance);
+    }, varList);
+    const results = await Promise.all(remote);
+    let base = local.value.dataSync()[0]!;
+    local.value.dispose();
+    for (const r of results) base += r.base;
+    const grads: tf.NamedTensorMap = {};
+    for (const [name, t] of trainable) {
+      const own = local.grads[t.variable.name];
+      grads[t.variable.name] = tf.tidy(() => {
+        let sum: tf.Tensor = own ?? tf.zerosLike(t.variable);
+        for (const r of results) sum = tf.add(sum, tf.tensor(r.grads[name]!, t.variable.shape));
+        return sum;
+      });
+    }
+    tf.dispose(Object.values(local.grads));
+    return { values: [base], grads };
   }
 }

@@ -1,6 +1,7 @@
 /** Types of the training engine: options, the resolved method list, and the event stream. */
 import type * as tfc from "@tensorflow/tfjs-core";
 import type { Batch, ConceptSpec, MethodPlugin, StepInfo, TrainingModel } from "../method.js";
+import type { ReplicaOptions } from "./replicas.js";
 
 export type LrSchedule = "constant" | "cosine" | "linear";
 
@@ -78,6 +79,13 @@ export interface TrainRun {
    * data; the engine disposes the images after the step.
    */
   data?: (batchSize: number, info: StepInfo) => Batch;
+  /**
+   * Data parallelism over worker threads (replicas.ts): each step's batch is
+   * split between this thread and `count` replicas. For runs whose plugins have
+   * no per-sample hooks (`variants`, `weigh`, `losses`) and no trainable weights
+   * of their own: pretraining, plain fine-tuning.
+   */
+  replicas?: ReplicaOptions;
   train: TrainOptions;
   methods: ResolvedMethod[];
   /** The run folder: checkpoints/, samples/, metrics.jsonl (written by a logger), final/. */
