@@ -79,12 +79,12 @@ const nanLoss: MethodPlugin<Record<string, unknown>> = {
 };
 
 let pipe: StableDiffusionPipeline;
+const vocab: Record<string, number> = { "<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3 };
+for (let i = 4; i < 256; i++) vocab[`w${i - 3}`] = i;
 let images: tf.Tensor4D;
 
 beforeAll(async () => {
   await backend.init();
-  const vocab: Record<string, number> = { "<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3 };
-  for (let i = 4; i < 256; i++) vocab[`w${i - 3}`] = i;
   pipe = new StableDiffusionPipeline({
     unet: await UNet2DConditionModel.fromPretrained(join(fixture, "unet")),
     textEncoder: await CLIPTextModel.fromPretrained(join(fixture, "text_encoder")),
@@ -115,6 +115,16 @@ function baseRun(dir: string, over: Partial<TrainRun> = {}, trainOver: Partial<t
     runDir: dir,
     ...over,
   };
+}
+
+/** A fresh copy of the fixture pipeline (for runs that train every weight). */
+async function fresh(): Promise<StableDiffusionPipeline> {
+  return new StableDiffusionPipeline({
+    unet: await UNet2DConditionModel.fromPretrained(join(fixture, "unet")),
+    textEncoder: await CLIPTextModel.fromPretrained(join(fixture, "text_encoder")),
+    tokenizer: pipe.tokenizer,
+    scheduler: new DDPMScheduler({}),
+  });
 }
 
 /** The bytes of every adapter variable currently installed on the UNet (those of the last run). */
@@ -232,13 +242,6 @@ describe("training engine", () => {
   });
 
   it("pretrains without a concept: `data` makes each batch, the UNet and the text encoder both train, resume is bit-identical", async () => {
-    const fresh = async () =>
-      new StableDiffusionPipeline({
-        unet: await UNet2DConditionModel.fromPretrained(join(fixture, "unet")),
-        textEncoder: await CLIPTextModel.fromPretrained(join(fixture, "text_encoder")),
-        tokenizer: pipe.tokenizer,
-        scheduler: new DDPMScheduler({}),
-      });
     const calls: string[] = [];
     // Fresh "rendered" images each step, drawn from the run's Rng (so resume replays them).
     const data = (n: number, info: { step: number; rng: { uniform(): number } }) => {
@@ -294,15 +297,6 @@ describe("training engine", () => {
   });
 
   it("splits pretraining batches with a replica thread: the same update as one process, up to float order", async () => {
-    const vocab: Record<string, number> = { "<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3 };
-    for (let i = 4; i < 256; i++) vocab[`w${i - 3}`] = i;
-    const fresh = async () =>
-      new StableDiffusionPipeline({
-        unet: await UNet2DConditionModel.fromPretrained(join(fixture, "unet")),
-        textEncoder: await CLIPTextModel.fromPretrained(join(fixture, "text_encoder")),
-        tokenizer: pipe.tokenizer,
-        scheduler: new DDPMScheduler({}),
-      });
     const data = (n: number, info: { rng: { uniform(): number } }) => {
       const values = Float32Array.from({ length: n * 8 * 8 * 3 }, () => info.rng.uniform() * 2 - 1);
       return { images: tf.tensor4d(values, [n, 8, 8, 3]), items: Array.from({ length: n }, (_, i) => ({ prompt: `w${5 + i} w9`, kind: "instance", weight: 1 })) };

@@ -380,7 +380,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     const x0Data = x0.dataSync() as Float32Array;
     const noiseData = noise.dataSync() as Float32Array;
     // The weights the optimizer wrote last step; the replicas start each step from them.
-    const weights = Object.fromEntries([...trainable].map(([n, t]) => [n, new Float32Array(t.variable.dataSync() as Float32Array)]));
+    const weights = Object.fromEntries([...trainable].map(([n, t]) => [n, t.variable.dataSync() as Float32Array]));
     const slice = (i: number) => {
       const [s, e] = [bounds[i]!, bounds[i + 1]!];
       return { s, e, items: batch.items.slice(s, e) };
