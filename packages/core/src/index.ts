@@ -52,7 +52,7 @@ export {
 export { DEFAULT_TRAIN_OPTIONS, type LrSchedule, type ResolvedMethod, type TaskKind, type TrainEvent, type TrainOptions, type TrainRun, type TrainSummary } from "./engine/types.js";
 export { train, pluginSeed } from "./engine/train.js";
 export { ReplicaPool, type ReplicaOptions, type ShardRequest, type ShardResult } from "./engine/replicas.js";
-export { baseLoss } from "./engine/loss.js";
+export { baseLoss, perSampleSquaredError } from "./engine/loss.js";
 export { checkMethodSet, checkExclusiveHooks } from "./engine/methods.js";
 export { learningRate } from "./engine/schedule.js";
 export { listCheckpoints, readCheckpoint, resolveCheckpoint, writeCheckpoint, checkpointDir, type CheckpointContents, type CheckpointState } from "./engine/checkpoint.js";

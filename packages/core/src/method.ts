@@ -114,6 +114,14 @@ export interface Batch {
   /** NHWC in [-1, 1] (pixels; latents are made after augment). */
   images: tfc.Tensor4D;
   items: BatchItem[];
+  /**
+   * Per-pixel loss weights [B, H, W, 1] (≥ 0), as kohya's masked loss: each
+   * sample's loss is the weighted mean of its squared errors, Σ m·e² / Σ m
+   * (over pixels and channels), so a constant map changes nothing. Resized to
+   * the latents' size when the model has a VAE. An `augment` that moves pixels
+   * must move these too.
+   */
+  lossWeights?: tfc.Tensor4D;
 }
 
 export interface StepInfo {

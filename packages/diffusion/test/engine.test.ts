@@ -10,7 +10,7 @@ import { mkdir, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
-import { AptError, DEFAULT_TRAIN_OPTIONS, listCheckpoints, train, type MethodPlugin, type ResolvedMethod, type StandardSchemaV1, type TrainEvent, type TrainRun } from "@apt/core";
+import { AptError, DEFAULT_TRAIN_OPTIONS, listCheckpoints, perSampleSquaredError, train, type MethodPlugin, type ResolvedMethod, type StandardSchemaV1, type TrainEvent, type TrainRun } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
 import { CLIPTextModel, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel, WordLevelTokenizer } from "../src/index.js";
 
@@ -296,20 +296,39 @@ describe("training engine", () => {
     await expect(train(baseRun(dir, { data }))).rejects.toThrow(/`data` is for task "pretrain"/);
   });
 
-  it("splits pretraining batches with a replica thread: the same update as one process, up to float order", async () => {
-    const data = (n: number, info: { rng: { uniform(): number } }) => {
+  it("per-pixel loss weights: the weighted mean of squared errors; a constant map changes nothing; wrong shapes fail naming lossWeights", async () => {
+    const pred = tf.tensor4d([1, 2, 3, 4, 5, 6, 7, 8], [2, 2, 2, 1]);
+    const target = tf.zeros([2, 2, 2, 1]) as tf.Tensor4D;
+    const mask = tf.tensor4d([1, 0, 0, 0, 0, 0, 3, 1], [2, 2, 2, 1]);
+    expect(Array.from(perSampleSquaredError(pred, target, mask).dataSync())).toEqual([1, (3 * 49 + 64) / 4]);
+    const plainErr = perSampleSquaredError(pred, target).dataSync();
+    const constErr = perSampleSquaredError(pred, target, tf.fill([2, 2, 2, 1], 2.5) as tf.Tensor4D).dataSync();
+    constErr.forEach((v, i) => expect(v).toBeCloseTo(plainErr[i]!, 5));
+    tf.dispose([pred, target, mask]);
+    const bad = (n: number) => ({ images: tf.zeros([n, 8, 8, 3]) as tf.Tensor4D, items: Array.from({ length: n }, () => ({ prompt: "w5", kind: "instance", weight: 1 })), lossWeights: tf.ones([n, 4, 4, 1]) as tf.Tensor4D });
+    await expect(train({ model: pipe, task: "pretrain", concepts: [], data: bad, methods: [], runDir: await runDir(), train: { ...DEFAULT_TRAIN_OPTIONS, steps: 1, batchSize: 2 } })).rejects.toThrow(/lossWeights \[2, 4, 4, 1\] must be \[2, 8, 8, 1\]/);
+  });
+
+  it("splits pretraining batches with a replica thread: the same update as one process, up to float order (with and without per-pixel loss weights)", async () => {
+    // masked: a loss-weight map per image (0 on the left half, 1 + rng on the right), as kohya's masked loss.
+    const data = (masked: boolean) => (n: number, info: { rng: { uniform(): number } }) => {
       const values = Float32Array.from({ length: n * 8 * 8 * 3 }, () => info.rng.uniform() * 2 - 1);
-      return { images: tf.tensor4d(values, [n, 8, 8, 3]), items: Array.from({ length: n }, (_, i) => ({ prompt: `w${5 + i} w9`, kind: "instance", weight: 1 })) };
+      const batch = { images: tf.tensor4d(values, [n, 8, 8, 3]), items: Array.from({ length: n }, (_, i) => ({ prompt: `w${5 + i} w9`, kind: "instance", weight: 1 })) };
+      if (!masked) return batch;
+      const m = Float32Array.from({ length: n * 64 }, (_, i) => (i % 8 < 4 ? 0 : 1 + info.rng.uniform()));
+      return { ...batch, lossWeights: tf.tensor4d(m, [n, 8, 8, 1]) };
     };
-    const run = async (replicas?: TrainRun["replicas"]) => {
+    const run = async (masked: boolean, replicas?: TrainRun["replicas"]) => {
       const m = await fresh();
       const losses: number[] = [];
+      const counts: number[] = [];
       await train({
-        model: m, task: "pretrain", concepts: [], data, methods: [], runDir: await runDir(),
+        model: m, task: "pretrain", concepts: [], data: data(masked), methods: [], runDir: await runDir(),
         train: { ...DEFAULT_TRAIN_OPTIONS, steps: 3, batchSize: 3, lr: 1e-3, checkpointEvery: 0, seed: 5 },
         ...(replicas ? { replicas } : {}),
-        onEvent: (e) => void (e.type === "step" && losses.push(e.loss)),
+        onEvent: (e) => void (e.type === "step" && (losses.push(e.loss), counts.push(tf.memory().numTensors))),
       });
+      expect(new Set(counts).size).toBe(1);
       const w = [...m.unet.namedParameters().values(), ...m.textEncoder.namedParameters().values()].map((v) => v.dataSync().slice());
       m.dispose();
       return { losses, w };
@@ -317,20 +336,26 @@ describe("training engine", () => {
     const start = await fresh();
     const w0 = [...start.unet.namedParameters().values(), ...start.textEncoder.namedParameters().values()].map((v) => v.dataSync().slice());
     start.dispose();
-    const one = await run();
-    const two = await run({ count: 1, module: new URL("./fixtures/replica-model.mjs", import.meta.url), args: { fixture, vocab } });
-    two.losses.forEach((l, i) => expect(l).toBeCloseTo(one.losses[i]!, 5));
-    // Compare the updates (not the weights, which barely move in 3 steps).
-    let diff = 0;
-    let norm = 0;
-    one.w.forEach((a, i) => a.forEach((v, j) => {
-      const d1 = v - w0[i]![j]!;
-      const d2 = two.w[i]![j]! - w0[i]![j]!;
-      diff += (d1 - d2) ** 2;
-      norm += d1 * d1;
-    }));
-    expect(norm).toBeGreaterThan(0);
-    expect(Math.sqrt(diff / norm)).toBeLessThan(1e-3);
+    const replica = { count: 1, module: new URL("./fixtures/replica-model.mjs", import.meta.url), args: { fixture, vocab } };
+    const plain = await run(false);
+    for (const masked of [false, true]) {
+      const one = masked ? await run(true) : plain;
+      const two = await run(masked, replica);
+      two.losses.forEach((l, i) => expect(l).toBeCloseTo(one.losses[i]!, 5));
+      // Compare the updates (not the weights, which barely move in 3 steps).
+      let diff = 0;
+      let norm = 0;
+      one.w.forEach((a, i) => a.forEach((v, j) => {
+        const d1 = v - w0[i]![j]!;
+        const d2 = two.w[i]![j]! - w0[i]![j]!;
+        diff += (d1 - d2) ** 2;
+        norm += d1 * d1;
+      }));
+      expect(norm).toBeGreaterThan(0);
+      expect(Math.sqrt(diff / norm)).toBeLessThan(1e-3);
+      // The weights matter: masked training takes another path than plain.
+      if (masked) expect(one.losses[0]).not.toBeCloseTo(plain.losses[0]!, 3);
+    }
     // A plugin with per-sample hooks cannot be split.
     await expect(train({ ...baseRun(await runDir()), replicas: { count: 1, module: "x" } })).rejects.toThrow(/replicas: toy-adapter, toy-reg have per-sample hooks/);
     pipe.unet.removeAdapters();

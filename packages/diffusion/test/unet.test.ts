@@ -6,7 +6,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { AdamW, AptError, readSafetensors, writeSafetensors, type AttentionProcessor, type ModuleAdapter } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
-import { CLIPTextModel, UNet2DConditionModel, defaultAttentionProcessor } from "../src/index.js";
+import { CLIPTextModel, UNet2DConditionModel, defaultAttentionProcessor, parseUNetConfig } from "../src/index.js";
 
 const fixture = join(import.meta.dirname, "..", "..", "..", "..", "shared", "fixtures", "shapes-s-parity");
 const ATTN = "down_blocks.1.attentions.0.transformer_blocks.0";
@@ -293,5 +293,52 @@ describe("memory", () => {
     for (const [n, v] of Object.entries(params)) v.assign(saved[n]!);
     tf.dispose([...Object.values(saved), x, c, tt]);
     opt.dispose();
+  });
+});
+
+describe('addition_embed_type "text" (diffusers TextTimeEmbedding)', () => {
+  // scripts/make-text-time-fixture.py: diffusers' AttentionPooling in PyTorch, float64.
+  const dir = join(import.meta.dirname, "fixtures", "unet-text-time");
+
+  it("matches PyTorch: the pooled prompt and the UNet output", async () => {
+    const model = await UNet2DConditionModel.fromPretrained(dir);
+    expect(model.addEmbedding).not.toBeNull();
+    const gold = (await readSafetensors(join(dir, "golden.safetensors"))).tensors;
+    const T = (name: string) => tf.tensor(gold[name]!.data as Float32Array | Int32Array, gold[name]!.shape, gold[name]!.dtype === "I32" ? "int32" : "float32");
+    const nhwc = (x: tf.Tensor) => tf.transpose(x, [0, 2, 3, 1]) as tf.Tensor4D;
+    const [context, sample, timestep, wantPooled, want] = [T("context") as tf.Tensor3D, nhwc(T("sample")), T("t") as tf.Tensor1D, T("pooled"), nhwc(T("out"))];
+    const pooled = tf.tidy(() => model.addEmbedding!.call(context));
+    expect(await maxDiff(pooled, wantPooled)).toBeLessThan(1e-4);
+    const out = tf.tidy(() => model.forward(sample, timestep, context));
+    expect(await maxDiff(out, want)).toBeLessThan(1e-4);
+    // The same weights without the pooled prompt are far off: the comparison above sees that term.
+    const raw = { ...model.toConfig() } as Record<string, unknown>;
+    delete raw.addition_embed_type;
+    const plainModel = new UNet2DConditionModel(parseUNetConfig(raw));
+    await plainModel.loadWeights(join(dir, "diffusion_pytorch_model.safetensors"), { ignore: (n) => n.startsWith("add_embedding.") });
+    const plain = tf.tidy(() => plainModel.forward(sample, timestep, context));
+    expect(await maxDiff(plain, want)).toBeGreaterThan(1e-2);
+    plainModel.dispose();
+    model.dispose();
+    tf.dispose([context, sample, timestep, wantPooled, want, pooled, out, plain]);
+  });
+
+  it("round-trips its config and rejects heads that do not divide cross_attention_dim", async () => {
+    const model = await UNet2DConditionModel.fromPretrained(dir);
+    const reloaded = await tmp();
+    await model.savePretrained(reloaded);
+    expect(JSON.parse(await readFile(join(reloaded, "config.json"), "utf8")).addition_embed_type).toBe("text");
+    const config = model.toConfig();
+    expect(config.addition_embed_type).toBe("text");
+    expect(config.addition_embed_type_num_heads).toBe(4);
+    expect([...model.namedParameters().keys()].filter((k) => k.startsWith("add_embedding.")).sort()).toEqual([
+      "add_embedding.norm1.bias", "add_embedding.norm1.weight", "add_embedding.norm2.bias", "add_embedding.norm2.weight",
+      "add_embedding.pool.k_proj.bias", "add_embedding.pool.k_proj.weight", "add_embedding.pool.positional_embedding",
+      "add_embedding.pool.q_proj.bias", "add_embedding.pool.q_proj.weight", "add_embedding.pool.v_proj.bias", "add_embedding.pool.v_proj.weight",
+      "add_embedding.proj.bias", "add_embedding.proj.weight",
+    ]);
+    expect(() => UNet2DConditionModel.fromConfig({ ...config, addition_embed_type_num_heads: 5 })).toThrow(/addition_embed_type_num_heads.*must divide cross_attention_dim = 16/);
+    expect(() => UNet2DConditionModel.fromConfig({ ...config, addition_embed_type: "text_time" })).toThrow(/addition_embed_type/);
+    model.dispose();
   });
 });

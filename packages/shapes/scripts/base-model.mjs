@@ -24,6 +24,14 @@ export const UNET_VARIANTS = {
     down_block_types: ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
     up_block_types: ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
   },
+  // shapes-s-attn8 plus the pooled prompt added to the time embedding (diffusers'
+  // addition_embed_type "text"): every ResNet block sees the prompt.
+  "shapes-t": {
+    ...UNET_CONFIG,
+    down_block_types: ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types: ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+    addition_embed_type: "text", addition_embed_type_num_heads: 4,
+  },
 };
 
 const vocab = vocabulary();

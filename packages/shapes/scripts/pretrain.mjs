@@ -4,9 +4,10 @@
 // rendered on the fly from the seeded world, held-out shape × colour pairs never
 // shown). Resumes from its latest checkpoint; writes the diffusers folder at the end.
 //
-//   node scripts/pretrain.mjs [--steps 2500] [--batch 16] [--run pretrain-run] [--out models/base]
+//   node scripts/pretrain.mjs [--steps 6400] [--batch 16] [--run pretrain-run] [--out models/base]
+//        [--unet shapes-t] [--object-weight 3] [--workers 2] [--high-noise 0]
 //   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir]   (export only)
-//   [--unet shapes-s|shapes-s-attn8] [--high-noise 0.5]   (the shipped model: the defaults)
+// The defaults are the shipped model's recipe.
 import { appendFile, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,20 +21,23 @@ const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"), // pnpm passes a literal "--" through
   options: {
-    steps: { type: "string", default: "2500" },
+    steps: { type: "string", default: "6400" },
     batch: { type: "string", default: "16" },
     lr: { type: "string", default: "1e-3" },
     run: { type: "string", default: join(here, "..", "pretrain-run") },
     out: { type: "string", default: join(here, "..", "models", "base") },
     export: { type: "string" },
-    // The UNet: "shapes-s" (the shipped model's) or "shapes-s-attn8" (cross-attention
-    // only at 8×8 and in the middle: 1.8× cheaper a step on backend-cpu).
-    unet: { type: "string", default: "shapes-s" },
+    // The UNet, by name in base-model.mjs's UNET_VARIANTS.
+    unet: { type: "string", default: "shapes-t" },
     // Share of each batch whose timestep is drawn from [400, 999] instead of [0, 999]
-    // (composition is learned at high noise; 0 = uniform, as the shipped model).
+    // (0 = uniform, as the shipped model).
     "high-noise": { type: "string", default: "0" },
+    // Loss weight of object pixels relative to background ones, 1 + K · coverage
+    // (kohya's masked loss with the renderer's mask): the object is 10–35% of a
+    // 32×32 image, the background is learned first; 0 = plain MSE.
+    "object-weight": { type: "string", default: "3" },
     // Threads that share each batch (tfjs's WASM backend uses one core each): 2 on this machine.
-    workers: { type: "string", default: "1" },
+    workers: { type: "string", default: "2" },
   },
 });
 
@@ -44,6 +48,11 @@ if (!UNET_VARIANTS[args.unet]) {
 const highNoise = Number(args["high-noise"]);
 if (!(highNoise >= 0 && highNoise <= 1)) {
   console.error(`--high-noise: ${args["high-noise"]} is not a share in [0, 1]`);
+  process.exit(2);
+}
+const objectWeight = Number(args["object-weight"]);
+if (!(objectWeight >= 0)) {
+  console.error(`--object-weight: ${args["object-weight"]} is not a number ≥ 0`);
   process.exit(2);
 }
 const workers = Number(args.workers);
@@ -62,9 +71,13 @@ const model = await createBaseModel({ unet: args.unet });
 const data = (n, info) => {
   const attrs = Array.from({ length: n }, () => sampleAttributes({}, info.rng, { excludeHeldOut: true }));
   const prompts = attrs.map((a) => (info.rng.uniform() < 0.1 ? "" : samplePrompt(a, info.rng, { photoProbability: 0.3 })));
-  const r = renderBatch(attrs, info.rng.nextUint32());
+  const r = renderBatch(attrs, info.rng.nextUint32(), { masks: objectWeight > 0 });
   const images = tf.tidy(() => tf.sub(tf.mul(tf.tensor4d(r.images, r.shape), 2), 1));
-  return { images, items: prompts.map((prompt) => ({ prompt, kind: "instance", weight: 1 })) };
+  const items = prompts.map((prompt) => ({ prompt, kind: "instance", weight: 1 }));
+  if (!r.masks) return { images, items };
+  const [b, h, w] = r.shape;
+  const lossWeights = tf.tidy(() => tf.add(tf.mul(tf.tensor4d(r.masks, [b, h, w, 1]), objectWeight), 1));
+  return { images, items, lossWeights };
 };
 
 /** Timesteps from the run's Rng: a `highNoise` share from [400, 999], the rest from [0, 999]. */

@@ -34,14 +34,15 @@ try {
       }
       const x0 = tf.tensor4d(r.x0, r.shape);
       const noise = tf.tensor4d(r.noise, r.shape);
-      const { value, grads } = tf.variableGrads(() => baseLoss(model, x0, noise, r.timesteps, r.prompts, r.itemWeights, r.nInstance), list);
+      const pixelWeights = r.lossWeights ? tf.tensor4d(r.lossWeights, [r.shape[0], r.shape[1], r.shape[2], 1]) : undefined;
+      const { value, grads } = tf.variableGrads(() => baseLoss(model, x0, noise, r.timesteps, r.prompts, r.itemWeights, r.nInstance, pixelWeights), list);
       const out: ShardResult = { grads: {}, base: value.dataSync()[0]! };
       trainableNames.forEach((n, i) => {
         const g = grads[list[i]!.name];
         // A copy: its buffer is transferred back.
         out.grads[n] = g ? new Float32Array(g.dataSync() as Float32Array) : new Float32Array(list[i]!.size);
       });
-      tf.dispose([value, ...Object.values(grads), x0, noise]);
+      tf.dispose([value, ...Object.values(grads), x0, noise, ...(pixelWeights ? [pixelWeights] : [])]);
       port.postMessage({ type: "result", result: out }, Object.values(out.grads).map((g) => g.buffer as ArrayBuffer));
     } catch (e) {
       port.postMessage({ type: "error", message: (e as Error).stack ?? String(e) });

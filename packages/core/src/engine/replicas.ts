@@ -4,7 +4,7 @@
  * replica is a worker thread with its own backend and its own copy of the
  * model, built by a module the run names. Every step the main thread sends
  * each replica the current trainable weights and a slice of the batch (clean
- * samples, noise, timesteps, prompts, item weights), computes its own slice
+ * samples, noise, timesteps, prompts, item and pixel weights), computes its own slice
  * meanwhile, and adds the replicas' gradients to its own before clipping and
  * the optimizer step — the same update as one process computing the whole
  * batch, up to float summation order.
@@ -39,6 +39,8 @@ export interface ShardRequest {
   timesteps: Int32Array;
   prompts: string[];
   itemWeights: number[];
+  /** Per-pixel loss weights of the slice, [n, h, w, 1] row-major, when the batch has them. */
+  lossWeights?: Float32Array;
   /** Divisor of the weighted sum (instance samples in the whole batch). */
   nInstance: number;
 }

@@ -24,7 +24,7 @@ import { learningRate } from "./schedule.js";
 import { readCheckpoint, resolveCheckpoint, writeCheckpoint, type DataOrder } from "./checkpoint.js";
 import type { TrainEvent, TrainRun, TrainSummary } from "./types.js";
 import { ReplicaPool } from "./replicas.js";
-import { baseLoss } from "./loss.js";
+import { baseLoss, perSampleSquaredError } from "./loss.js";
 
 interface Created {
   name: string;
@@ -257,8 +257,14 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     if (!concept) {
       const batch = run.data!(o.batchSize, info);
       if (batch.images.rank !== 4 || batch.images.shape[0] !== batch.items.length) {
-        tf.dispose(batch.images);
+        tf.dispose([batch.images, ...(batch.lossWeights ? [batch.lossWeights] : [])]);
         throw new AptError("BAD_INPUT", `pretrain data: images [${batch.images.shape.join(", ")}] must be NHWC with one row per item (${batch.items.length} items)`);
+      }
+      const [n, h, w] = batch.images.shape;
+      const m = batch.lossWeights;
+      if (m && (m.rank !== 4 || m.shape[0] !== n || m.shape[1] !== h || m.shape[2] !== w || m.shape[3] !== 1)) {
+        tf.dispose([batch.images, m]);
+        throw new AptError("BAD_INPUT", `pretrain data: lossWeights [${m.shape.join(", ")}] must be [${n}, ${h}, ${w}, 1], one weight per pixel of images`);
       }
       return batch;
     }
@@ -272,12 +278,18 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   async function runStep(concept: ConceptSpec | undefined): Promise<{ loss: number; terms: Record<string, number>; lr: number }> {
     const info: StepInfo = { step: step + 1, task, rng };
     let batch = firstBatch(concept, info);
-    const owned: tf.Tensor[] = [batch.images];
+    const owned: tf.Tensor[] = [batch.images, ...(batch.lossWeights ? [batch.lossWeights] : [])];
     for (const c of created) {
       if (!c.method.augment) continue;
       const next = c.method.augment(batch, info);
       if (next.images !== batch.images) owned.push(next.images);
+      if (next.lossWeights && next.lossWeights !== batch.lossWeights) owned.push(next.lossWeights);
       batch = next;
+      const m = batch.lossWeights;
+      if (m && (m.shape[0] !== batch.images.shape[0] || m.shape[1] !== batch.images.shape[1] || m.shape[2] !== batch.images.shape[2])) {
+        tf.dispose(owned);
+        throw new AptError("BAD_INPUT", `${c.name}: its augment returned images [${batch.images.shape.join(", ")}] but lossWeights [${m.shape.join(", ")}]; an augment must keep the two pixel for pixel`);
+      }
     }
     const b = batch.items.length;
     const timesteps = created.find((c) => c.method.timesteps)?.method.timesteps!(b, info) ?? Int32Array.from({ length: b }, () => rng.int(model.scheduler.config.num_train_timesteps));
@@ -291,6 +303,13 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
       return z;
     });
     if (x0 !== batch.images) owned.push(x0);
+    // Per-pixel weights at the size of what is denoised (latents are smaller than pixels).
+    const pixelWeights = !batch.lossWeights
+      ? undefined
+      : batch.lossWeights.shape[1] === x0.shape[1] && batch.lossWeights.shape[2] === x0.shape[2]
+        ? batch.lossWeights
+        : tf.tidy(() => tf.image.resizeBilinear(batch.lossWeights!, [x0.shape[1], x0.shape[2]]));
+    if (pixelWeights && pixelWeights !== batch.lossWeights) owned.push(pixelWeights);
     const noise = normalTensor(x0.shape, rng) as tf.Tensor4D;
     const tT = tf.tensor1d(timesteps, "int32");
     const snr = model.scheduler.snr(timesteps);
@@ -300,7 +319,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     let values: number[];
     let grads: tf.NamedTensorMap;
     if (pool) {
-      ({ values, grads } = await parallelGrads(batch, x0, noise, timesteps, nInstance));
+      ({ values, grads } = await parallelGrads(batch, x0, noise, timesteps, nInstance, pixelWeights));
       termNames.push("base");
     } else {
       let termValues: tf.Tensor | undefined;
@@ -314,7 +333,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
           ? model.unet.forwardVariants(xt, tT, [{ encoderHiddenStates: context }, ...allVariants.map((v) => ({ encoderHiddenStates: model.encodePrompt(v.prompts), adapters: v.adapters }))])
           : [model.unet.forward(xt, tT, context)];
         const prediction = outs[0]!;
-        const perSampleLoss = tf.mean(tf.square(tf.sub(prediction, target)), [1, 2, 3]) as tf.Tensor1D;
+        const perSampleLoss = perSampleSquaredError(prediction, target, pixelWeights);
         let offset = 1;
         const stateFor = (list: StepVariant[]): StepState => {
           const variants = outs.slice(offset, offset + list.length);
@@ -371,7 +390,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   }
 
   /** Splits the batch between this thread and the replicas; the sum of the slices' base-loss gradients, by variable name. */
-  async function parallelGrads(batch: Batch, x0: tf.Tensor4D, noise: tf.Tensor4D, timesteps: Int32Array, nInstance: number): Promise<{ values: number[]; grads: tf.NamedTensorMap }> {
+  async function parallelGrads(batch: Batch, x0: tf.Tensor4D, noise: tf.Tensor4D, timesteps: Int32Array, nInstance: number, pixelWeights: tf.Tensor4D | undefined): Promise<{ values: number[]; grads: tf.NamedTensorMap }> {
     const b = batch.items.length;
     const parts = pool!.size + 1;
     const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * b) / parts));
@@ -379,6 +398,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     const per = h * w * c;
     const x0Data = x0.dataSync() as Float32Array;
     const noiseData = noise.dataSync() as Float32Array;
+    const pixelData = pixelWeights?.dataSync() as Float32Array | undefined;
     // The weights the optimizer wrote last step; the replicas start each step from them.
     const weights = Object.fromEntries([...trainable].map(([n, t]) => [n, t.variable.dataSync() as Float32Array]));
     const slice = (i: number) => {
@@ -395,6 +415,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
         timesteps: timesteps.slice(s, e),
         prompts: items.map((it) => it.prompt),
         itemWeights: items.map((it) => it.weight),
+        ...(pixelData ? { lossWeights: pixelData.slice(s * h * w, e * h * w) } : {}),
         nInstance,
       });
     });
@@ -402,7 +423,8 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     const local = tf.variableGrads(() => {
       const x = tf.slice(x0, [s, 0, 0, 0], [e - s, -1, -1, -1]) as tf.Tensor4D;
       const n = tf.slice(noise, [s, 0, 0, 0], [e - s, -1, -1, -1]) as tf.Tensor4D;
-      return baseLoss(model, x, n, timesteps.slice(s, e), items.map((it) => it.prompt), items.map((it) => it.weight), nInstance);
+      const m = pixelWeights && (tf.slice(pixelWeights, [s, 0, 0, 0], [e - s, -1, -1, -1]) as tf.Tensor4D);
+      return baseLoss(model, x, n, timesteps.slice(s, e), items.map((it) => it.prompt), items.map((it) => it.weight), nInstance, m);
     }, varList);
     const results = await Promise.all(remote);
     let base = local.value.dataSync()[0]!;

@@ -12,6 +12,7 @@ import { Container, Conv2d, GroupNorm, Linear } from "../nn/layers.js";
 import { silu } from "../nn/functional.js";
 import { ConfigReader, DiffusersModel, readJson } from "../nn/model.js";
 import type { ForwardContext } from "../nn/module.js";
+import { TextTimeEmbedding } from "./embeddings.js";
 import { DownBlock, MidBlock, UpBlock } from "./unet_blocks.js";
 
 const DOWN_TYPES = ["DownBlock2D", "CrossAttnDownBlock2D"] as const;
@@ -38,6 +39,10 @@ export interface UNet2DConditionConfig {
   transformer_layers_per_block: number[];
   downsample_padding: number;
   act_fn: "silu";
+  /** "text": the attention-pooled prompt is added to the time embedding (diffusers' TextTimeEmbedding). */
+  addition_embed_type: "text" | null;
+  /** Heads of that pooling (diffusers' default 64). */
+  addition_embed_type_num_heads: number;
 }
 
 /** Reads a diffusers UNet config; unsupported values fail naming the field. */
@@ -63,7 +68,7 @@ export function parseUNetConfig(raw: Record<string, unknown>, source = "unet con
     ["center_input_sample", [false]],
     ["time_embedding_type", ["positional"]],
     ["class_embed_type", [null]],
-    ["addition_embed_type", [null]],
+    ["addition_embed_type", [null, "text"]],
     ["encoder_hid_dim", [null]],
     ["time_cond_proj_dim", [null]],
     ["only_cross_attention", [false]],
@@ -87,6 +92,12 @@ export function parseUNetConfig(raw: Record<string, unknown>, source = "unet con
   ] as const) {
     r.only(field, allowed as unknown as unknown[]);
   }
+  const addition = (raw.addition_embed_type ?? null) as "text" | null;
+  const additionHeads = r.number("addition_embed_type_num_heads", 64, { integer: true, min: 1 });
+  const contextDim = r.number("cross_attention_dim", 1280, { integer: true, min: 1 });
+  if (addition === "text" && contextDim % additionHeads !== 0) {
+    r.fail("addition_embed_type_num_heads", `(${additionHeads}) must divide cross_attention_dim = ${contextDim}`);
+  }
   return {
     sample_size: r.number("sample_size", 64, { integer: true, min: 1 }),
     in_channels: r.number("in_channels", 4, { integer: true, min: 1 }),
@@ -97,7 +108,7 @@ export function parseUNetConfig(raw: Record<string, unknown>, source = "unet con
     block_out_channels: channels,
     layers_per_block: r.numberList("layers_per_block", n, 2),
     num_attention_heads: heads,
-    cross_attention_dim: r.number("cross_attention_dim", 1280, { integer: true, min: 1 }),
+    cross_attention_dim: contextDim,
     norm_num_groups: groups,
     norm_eps: r.number("norm_eps", 1e-5),
     flip_sin_to_cos: r.bool("flip_sin_to_cos", true),
@@ -106,6 +117,8 @@ export function parseUNetConfig(raw: Record<string, unknown>, source = "unet con
     transformer_layers_per_block: r.numberList("transformer_layers_per_block", n, 1),
     downsample_padding: r.number("downsample_padding", 1, { integer: true, min: 0 }),
     act_fn: "silu",
+    addition_embed_type: addition,
+    addition_embed_type_num_heads: additionHeads,
   };
 }
 
@@ -141,6 +154,8 @@ export class UNet2DConditionModel extends DiffusersModel {
   readonly convIn: Conv2d;
   readonly timeLinear1: Linear;
   readonly timeLinear2: Linear;
+  /** Present when addition_embed_type is "text". */
+  readonly addEmbedding: TextTimeEmbedding | null = null;
   readonly downBlocks: DownBlock[] = [];
   readonly midBlock: MidBlock;
   readonly upBlocks: UpBlock[] = [];
@@ -160,6 +175,9 @@ export class UNet2DConditionModel extends DiffusersModel {
     const te = this.add("time_embedding", new Container());
     this.timeLinear1 = te.set("linear_1", new Linear(ch[0]!, this.tembChannels));
     this.timeLinear2 = te.set("linear_2", new Linear(this.tembChannels, this.tembChannels));
+    if (c.addition_embed_type === "text") {
+      this.addEmbedding = this.add("add_embedding", new TextTimeEmbedding(c.cross_attention_dim, this.tembChannels, c.addition_embed_type_num_heads));
+    }
     const attn = (i: number) => ({ heads: c.num_attention_heads[i]!, crossAttentionDim: c.cross_attention_dim, linearProjection: c.use_linear_projection, transformerLayers: c.transformer_layers_per_block[i]! });
 
     const downs = this.add("down_blocks", new Container());
@@ -214,6 +232,7 @@ export class UNet2DConditionModel extends DiffusersModel {
       use_linear_projection: c.use_linear_projection,
       transformer_layers_per_block: c.transformer_layers_per_block.every((l) => l === c.transformer_layers_per_block[0]) ? c.transformer_layers_per_block[0] : c.transformer_layers_per_block,
       downsample_padding: c.downsample_padding,
+      ...(c.addition_embed_type ? { addition_embed_type: c.addition_embed_type, addition_embed_type_num_heads: c.addition_embed_type_num_heads } : {}),
     };
   }
 
@@ -274,7 +293,8 @@ export class UNet2DConditionModel extends DiffusersModel {
     const batch = sample.shape[0];
     const t = typeof timestep === "number" ? tf.tensor1d([timestep], "float32") : Array.isArray(timestep) ? tf.tensor1d(timestep, "float32") : timestep;
     const ctx = this.forwardContext();
-    const temb = this.timeEmbedding(t, batch, ctx);
+    // diffusers: emb = time_embedding(t) + add_embedding(encoder_hidden_states)
+    const temb = this.addEmbedding ? (tf.add(this.timeEmbedding(t, batch, ctx), this.addEmbedding.call(encoderHiddenStates, ctx)) as tf.Tensor2D) : this.timeEmbedding(t, batch, ctx);
     ctx.temb = temb;
     opts.onTimeEmbedding?.(temb);
 
