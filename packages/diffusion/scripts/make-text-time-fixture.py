@@ -16,6 +16,9 @@ import json, math, os, struct, sys, importlib.util
 import torch
 import torch.nn as nn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import save
+
 shared = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "shared")
 spec = importlib.util.spec_from_file_location("ref", os.path.join(shared, "bench", "torch_reference.py"))
 ref = importlib.util.module_from_spec(spec); spec.loader.exec_module(ref)
@@ -57,21 +60,6 @@ class TextTimeEmbedding(nn.Module):
 
     def forward(self, h):
         return self.norm2(self.proj(self.pool(self.norm1(h))))
-
-
-def save(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous()
-        dt = "I32" if t.dtype == torch.int32 else "F32"
-        b = (t if dt == "I32" else t.float()).numpy().tobytes()
-        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b); off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h))); f.write(h)
-        for b in blobs: f.write(b)
 
 
 cfg = {
