@@ -12,7 +12,7 @@ weights; computes one forward in float64 and writes a diffusers folder:
 
 Usage: python3 make-text-time-fixture.py OUT_DIR [SHARED_DIR]
 """
-import json, math, os, struct, sys, importlib.util
+import json, math, os, sys, importlib.util
 import torch
 import torch.nn as nn
 

@@ -293,8 +293,9 @@ export class UNet2DConditionModel extends DiffusersModel {
     const batch = sample.shape[0];
     const t = typeof timestep === "number" ? tf.tensor1d([timestep], "float32") : Array.isArray(timestep) ? tf.tensor1d(timestep, "float32") : timestep;
     const ctx = this.forwardContext();
+    let temb = this.timeEmbedding(t, batch, ctx);
     // diffusers: emb = time_embedding(t) + add_embedding(encoder_hidden_states)
-    const temb = this.addEmbedding ? (tf.add(this.timeEmbedding(t, batch, ctx), this.addEmbedding.call(encoderHiddenStates, ctx)) as tf.Tensor2D) : this.timeEmbedding(t, batch, ctx);
+    if (this.addEmbedding) temb = tf.add(temb, this.addEmbedding.call(encoderHiddenStates, ctx)) as tf.Tensor2D;
     ctx.temb = temb;
     opts.onTimeEmbedding?.(temb);
 
