@@ -5,7 +5,7 @@
 // shown). Resumes from its latest checkpoint; writes the diffusers folder at the end.
 //
 //   node scripts/pretrain.mjs [--steps 6400] [--batch 16] [--run pretrain-run] [--out models/base]
-//        [--unet shapes-t] [--object-weight 3] [--workers 2] [--high-noise 0]
+//        [--unet shapes-t] [--beta-schedule squaredcos_cap_v2] [--object-weight 3] [--workers 2] [--high-noise 0]
 //   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir]   (export only)
 // The defaults are the shipped model's recipe.
 import { appendFile, mkdir } from "node:fs/promises";
@@ -15,7 +15,8 @@ import { parseArgs } from "node:util";
 import { tf, DEFAULT_TRAIN_OPTIONS, listCheckpoints, readCheckpoint, resolveCheckpoint, train } from "@apt/core";
 import { DDIMScheduler } from "@apt/diffusion";
 import { renderBatch, sampleAttributes, samplePrompt } from "../dist/index.js";
-import createBaseModel, { SCHEDULER_CONFIG, UNET_VARIANTS } from "./base-model.mjs";
+import createBaseModel, { UNET_VARIANTS, schedulerConfig } from "./base-model.mjs";
+import { BETA_SCHEDULES } from "@apt/diffusion";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -29,6 +30,8 @@ const { values: args } = parseArgs({
     export: { type: "string" },
     // The UNet, by name in base-model.mjs's UNET_VARIANTS.
     unet: { type: "string", default: "shapes-t" },
+    // The noise schedule's beta_schedule (diffusers' names); base models up to v3 used "linear".
+    "beta-schedule": { type: "string", default: "squaredcos_cap_v2" },
     // Share of each batch whose timestep is drawn from [400, 999] instead of [0, 999]
     // (0 = uniform, as the shipped model).
     "high-noise": { type: "string", default: "0" },
@@ -43,6 +46,10 @@ const { values: args } = parseArgs({
 
 if (!UNET_VARIANTS[args.unet]) {
   console.error(`--unet: "${args.unet}" is not one of ${Object.keys(UNET_VARIANTS).join(", ")}`);
+  process.exit(2);
+}
+if (!BETA_SCHEDULES.includes(args["beta-schedule"])) {
+  console.error(`--beta-schedule: "${args["beta-schedule"]}" is not one of ${BETA_SCHEDULES.join(", ")}`);
   process.exit(2);
 }
 const highNoise = Number(args["high-noise"]);
@@ -60,7 +67,7 @@ if (!(Number.isInteger(workers) && workers >= 1)) {
   console.error(`--workers: ${args.workers} is not a positive integer`);
   process.exit(2);
 }
-const model = await createBaseModel({ unet: args.unet });
+const model = await createBaseModel({ unet: args.unet, betaSchedule: args["beta-schedule"] });
 
 /**
  * Each step's batch: fresh renders of attributes drawn from the run's Rng
@@ -93,7 +100,7 @@ const highNoiseTimesteps = {
 
 /** Saves the pipeline for sampling: same noise schedule, DDIM. */
 async function savePipeline(out) {
-  model.scheduler = new DDIMScheduler(SCHEDULER_CONFIG);
+  model.scheduler = new DDIMScheduler(schedulerConfig(args["beta-schedule"]));
   await model.savePretrained(out);
   console.log(`wrote ${out}`);
 }
@@ -125,7 +132,7 @@ await train({
     weightDecay: 1e-2, maxGradNorm: 1, seed: 0, checkpointEvery: 50, checkpointsTotalLimit: 2,
   },
   // No method chooses trainable weights: every UNet and text-encoder weight trains.
-  ...(workers > 1 ? { replicas: { count: workers - 1, module: new URL("./base-model.mjs", import.meta.url), args: { unet: args.unet } } } : {}),
+  ...(workers > 1 ? { replicas: { count: workers - 1, module: new URL("./base-model.mjs", import.meta.url), args: { unet: args.unet, betaSchedule: args["beta-schedule"] } } } : {}),
   methods: highNoise > 0 ? [{ plugin: highNoiseTimesteps, options: {}, name: highNoiseTimesteps.name }] : [],
   runDir,
   resume,
