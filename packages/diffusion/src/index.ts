@@ -9,5 +9,5 @@ export { UNet2DConditionModel, parseUNetConfig, timestepEmbedding, type UNet2DCo
 export { CLIPTextModel, parseCLIPTextConfig, type CLIPTextConfig, type CLIPForwardOptions } from "./models/clip_text_model.js";
 export * from "./schedulers/index.js";
 export * from "./tokenizers/index.js";
-export { StableDiffusionPipeline, type GenerateOptions, type GenerateResult, type PipelineComponents, type PipelineVae, type VaeLoader } from "./pipelines/stable_diffusion.js";
+export { StableDiffusionPipeline, rescaleNoiseCfg, type GenerateOptions, type GenerateResult, type PipelineComponents, type PipelineVae, type VaeLoader } from "./pipelines/stable_diffusion.js";
 export { AutoencoderKL, DiagonalGaussianDistribution, parseAutoencoderKLConfig, legacyVAEParamName, type AutoencoderKLConfig } from "./models/autoencoder_kl.js";

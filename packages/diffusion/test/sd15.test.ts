@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { backend } from "@apt/backend-cpu";
-import { AutoencoderKL, BYTE_TO_UNICODE, CLIPTextModel, CLIPTokenizer, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel } from "../src/index.js";
+import { readFileSync } from "node:fs";
+import { AutoencoderKL, BYTE_TO_UNICODE, CLIPTextModel, CLIPTokenizer, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel, rescaleNoiseCfg } from "../src/index.js";
 
 const unetConfig = {
   _class_name: "UNet2DConditionModel",
@@ -130,5 +131,34 @@ describe("SD-1.5-shaped pipeline, scaled down", () => {
     expect(Buffer.from((await c.images.data()).buffer).equals(Buffer.from(px.buffer))).toBe(false);
     tf.dispose([a.images, b.images, c.images]);
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it("guidanceRescale: diffusers' rescale_noise_cfg (PyTorch float64 reference), 0 leaves sampling as it was", async () => {
+    const ref = JSON.parse(readFileSync(new URL("./fixtures/guidance-rescale.json", import.meta.url), "utf8")) as {
+      shape: [number, number, number, number]; guided: number[]; conditional: number[]; cases: { guidance_rescale: number; expected: number[] }[];
+    };
+    const guided = tf.tensor4d(ref.guided, ref.shape);
+    const conditional = tf.tensor4d(ref.conditional, ref.shape);
+    for (const c of ref.cases) {
+      const got = rescaleNoiseCfg(guided, conditional, c.guidance_rescale);
+      const diff = Math.max(...Array.from(await got.data(), (v, i) => Math.abs(v - c.expected[i]!)));
+      expect(diff, `φ = ${c.guidance_rescale}`).toBeLessThan(1e-4);
+      got.dispose();
+    }
+    // φ = 1 moves the guided prediction: the reference's two ends differ.
+    expect(Math.max(...ref.cases[0]!.expected.map((v, i) => Math.abs(v - ref.cases[2]!.expected[i]!)))).toBeGreaterThan(0.1);
+    tf.dispose([guided, conditional]);
+
+    const before = tf.memory().numTensors;
+    const base = { prompt: "a photo of a red star", numInferenceSteps: 3, guidanceScale: 7.5, seed: 7 };
+    const plain = await pipe.generate(base);
+    const zero = await pipe.generate({ ...base, guidanceRescale: 0 });
+    const rescaled = await pipe.generate({ ...base, guidanceRescale: 0.7 });
+    const bytes = async (t: tf.Tensor) => Buffer.from((await t.data()).buffer);
+    expect((await bytes(zero.images)).equals(await bytes(plain.images))).toBe(true);
+    expect((await bytes(rescaled.images)).equals(await bytes(plain.images))).toBe(false);
+    tf.dispose([plain.images, zero.images, rescaled.images]);
+    expect(tf.memory().numTensors).toBe(before);
+    await expect(pipe.generate({ ...base, guidanceRescale: 1.5 })).rejects.toThrow(/guidanceRescale must be in \[0, 1\], got 1.5/);
   });
 });

@@ -51,6 +51,14 @@ export interface GenerateOptions {
   numImagesPerPrompt?: number;
   /** Seeds the initial noise and any sampler noise. Same seed → same images on the same backend. */
   seed?: number;
+  /**
+   * diffusers' `guidance_rescale` φ (Lin et al. 2023, "Common Diffusion Noise
+   * Schedules and Sample Steps are Flawed", §3.4): the guided prediction is
+   * rescaled to the standard deviation of the conditional one, then mixed back,
+   * φ · rescaled + (1 − φ) · guided. Keeps strong guidance from over-exposing
+   * zero-terminal-SNR models. 0 (default) leaves guidance as it is.
+   */
+  guidanceRescale?: number;
   /** DDIM's η (0: deterministic). */
   eta?: number;
   height?: number;
@@ -68,6 +76,19 @@ function list(v: string | string[], n: number, field: string): string[] {
   const arr = Array.isArray(v) ? v : new Array<string>(n).fill(v);
   if (arr.length !== n) throw new AptError("BAD_INPUT", `${field}: ${arr.length} entries for ${n} prompts; give one, or one per prompt`);
   return arr;
+}
+
+/**
+ * diffusers' `rescale_noise_cfg`: the guided prediction scaled, per sample, to
+ * the standard deviation of the conditional prediction, and mixed with the
+ * unscaled one by φ.
+ */
+export function rescaleNoiseCfg(guided: tf.Tensor4D, conditional: tf.Tensor4D, guidanceRescale: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const std = (x: tf.Tensor4D) => tf.sqrt(tf.moments(x, [1, 2, 3], true).variance);
+    const rescaled = tf.mul(guided, tf.div(std(conditional), std(guided)));
+    return tf.add(tf.mul(rescaled, guidanceRescale), tf.mul(guided, 1 - guidanceRescale)) as tf.Tensor4D;
+  });
 }
 
 export class StableDiffusionPipeline implements TrainingModel {
@@ -158,6 +179,8 @@ export class StableDiffusionPipeline implements TrainingModel {
     const b = prompts.length * perPrompt;
     const repeat = (xs: string[]) => xs.flatMap((x) => new Array<string>(perPrompt).fill(x));
     const useCfg = guidance > 1;
+    const rescale = o.guidanceRescale ?? 0;
+    if (!(rescale >= 0 && rescale <= 1)) throw new AptError("BAD_INPUT", `generate: guidanceRescale must be in [0, 1], got ${o.guidanceRescale}`);
 
     const context = tf.tidy(() => {
       const cond = this.encodePrompt(repeat(prompts));
@@ -180,6 +203,7 @@ export class StableDiffusionPipeline implements TrainingModel {
           if (useCfg) {
             const [uncond, cond] = tf.split(out, 2, 0) as [tf.Tensor, tf.Tensor];
             eps = tf.add(uncond, tf.mul(tf.sub(cond, uncond), guidance));
+            if (rescale > 0) eps = rescaleNoiseCfg(eps as tf.Tensor4D, cond as tf.Tensor4D, rescale);
           }
           const { prevSample, predOriginalSample } = this.scheduler.step(eps, t, latents, { eta: o.eta ?? 0, rng });
           predOriginalSample.dispose();
