@@ -161,4 +161,23 @@ describe("SD-1.5-shaped pipeline, scaled down", () => {
     expect(tf.memory().numTensors).toBe(before);
     await expect(pipe.generate({ ...base, guidanceRescale: 1.5 })).rejects.toThrow(/guidanceRescale must be in \[0, 1\], got 1.5/);
   });
+
+  it("sizes images by the VAE's own scale factor (a 2-block VAE upsamples 2×, not SD's 8×)", async () => {
+    const small = new StableDiffusionPipeline({
+      unet: pipe.unet,
+      textEncoder: pipe.textEncoder,
+      tokenizer: pipe.tokenizer,
+      scheduler: pipe.scheduler,
+      vae: AutoencoderKL.fromConfig({ ...vaeConfig, down_block_types: vaeConfig.down_block_types.slice(0, 2), up_block_types: vaeConfig.up_block_types.slice(0, 2), block_out_channels: [8, 16] }, { seed: 4 }),
+    });
+    expect(small.vae!.vaeScaleFactor).toBe(2);
+    // Default size: sample_size 8 latents → 16 pixels; an explicit 32×32 → 16×16 latents (SD's 8× would ask for multiples of 64).
+    const byDefault = await small.generate({ prompt: "a red star", numInferenceSteps: 2, guidanceScale: 1, seed: 1 });
+    expect(byDefault.images.shape).toEqual([1, 16, 16, 3]);
+    byDefault.images.dispose();
+    const { images } = await small.generate({ prompt: "a red star", numInferenceSteps: 2, guidanceScale: 1, seed: 1, height: 32, width: 32 });
+    expect(images.shape).toEqual([1, 32, 32, 3]);
+    images.dispose();
+    small.vae!.dispose();
+  });
 });

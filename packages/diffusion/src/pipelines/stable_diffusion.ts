@@ -20,6 +20,8 @@ import { loadTokenizer, type Tokenizer } from "../tokenizers/index.js";
 /** What the pipeline needs from a VAE (AutoencoderKL). */
 export interface PipelineVae {
   readonly scalingFactor: number;
+  /** Image size / latent size (diffusers' `vae_scale_factor`: 8 for SD's VAE). */
+  readonly vaeScaleFactor: number;
   /** latents NHWC → images NHWC in [-1, 1]. */
   decode(latents: tf.Tensor4D): tf.Tensor4D;
   /** images NHWC in [-1, 1] → the latent distribution (training). */
@@ -170,7 +172,7 @@ export class StableDiffusionPipeline implements TrainingModel {
     const guidance = o.guidanceScale ?? 7.5;
     const steps = o.numInferenceSteps ?? 50;
     const rng = new Rng(o.seed ?? 0);
-    const latentScale = this.vae ? 2 ** 3 : 1; // SD's VAE downsamples 8×
+    const latentScale = this.vae ? this.vae.vaeScaleFactor : 1;
     const size = this.unet.config.sample_size * latentScale;
     const height = o.height ?? size;
     const width = o.width ?? size;
