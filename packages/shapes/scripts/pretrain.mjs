@@ -5,7 +5,7 @@
 // shown). Resumes from its latest checkpoint; writes the diffusers folder at the end.
 //
 //   node scripts/pretrain.mjs [--steps 6400] [--batch 16] [--run pretrain-run] [--out models/base]
-//        [--unet shapes-t] [--beta-schedule squaredcos_cap_v2] [--object-weight 3] [--workers 2] [--high-noise 0]
+//        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--workers 2] [--high-noise 0]
 //   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir]   (export only)
 // The defaults are the shipped model's recipe.
 import { appendFile, mkdir } from "node:fs/promises";
@@ -30,8 +30,8 @@ const { values: args } = parseArgs({
     export: { type: "string" },
     // The UNet, by name in base-model.mjs's UNET_VARIANTS.
     unet: { type: "string", default: "shapes-t" },
-    // The noise schedule's beta_schedule (diffusers' names); base models up to v3 used "linear".
-    "beta-schedule": { type: "string", default: "squaredcos_cap_v2" },
+    // The noise schedule's beta_schedule (diffusers' names; see base-model.mjs for cosine's measurement).
+    "beta-schedule": { type: "string", default: "linear" },
     // Share of each batch whose timestep is drawn from [400, 999] instead of [0, 999]
     // (0 = uniform, as the shipped model).
     "high-noise": { type: "string", default: "0" },
