@@ -23,17 +23,19 @@ const ATTN8_CONFIG = {
   up_block_types: ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
 };
 
+// shapes-s-attn8 plus the pooled prompt added to the time embedding (diffusers'
+// addition_embed_type "text"): every ResNet block sees the prompt.
+const TEXT_TIME_CONFIG = { ...ATTN8_CONFIG, addition_embed_type: "text", addition_embed_type_num_heads: 4 };
+
 export const UNET_VARIANTS = {
   "shapes-s": UNET_CONFIG,
   "shapes-s-attn8": ATTN8_CONFIG,
-  // shapes-s-attn8 plus the pooled prompt added to the time embedding (diffusers'
-  // addition_embed_type "text"): every ResNet block sees the prompt.
-  "shapes-t": { ...ATTN8_CONFIG, addition_embed_type: "text", addition_embed_type_num_heads: 4 },
+  "shapes-t": TEXT_TIME_CONFIG,
   // shapes-t with a 4×4 level and 128 channels at 8×8 and 4×4, where a sample
   // commits to a shape (DDPM's CIFAR UNet also goes down to 4×4): 4.5× the
   // parameters for about 1.4× the step time.
   "shapes-t4": {
-    ...ATTN8_CONFIG, addition_embed_type: "text", addition_embed_type_num_heads: 4,
+    ...TEXT_TIME_CONFIG,
     block_out_channels: [32, 64, 128, 128],
     down_block_types: ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     up_block_types: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],

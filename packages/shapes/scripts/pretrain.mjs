@@ -13,10 +13,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { tf, DEFAULT_TRAIN_OPTIONS, listCheckpoints, readCheckpoint, resolveCheckpoint, train } from "@apt/core";
-import { DDIMScheduler } from "@apt/diffusion";
+import { BETA_SCHEDULES, DDIMScheduler } from "@apt/diffusion";
 import { renderBatch, sampleAttributes, samplePrompt } from "../dist/index.js";
 import createBaseModel, { UNET_VARIANTS, schedulerConfig } from "./base-model.mjs";
-import { BETA_SCHEDULES } from "@apt/diffusion";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
