@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import { PNG } from "pngjs";
 import { writeFileAtomic } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
-import { StableDiffusionPipeline } from "@apt/diffusion";
+import { AutoencoderKL, StableDiffusionPipeline } from "@apt/diffusion";
 import { loadLoraWeights, DIFFUSERS_LORA_FILE } from "@apt/method-lora";
 import { ShapeEvaluator, classSimilarity, evaluateConcept, loadConcept, shippedBaseModelDir, tileImages } from "@apt/shapes";
 import config from "./apt.config.mjs";
@@ -55,7 +55,7 @@ async function measure(model) {
 
 if (args.evaluate === "before") {
   await backend.init();
-  const model = await StableDiffusionPipeline.fromPretrained(shippedBaseModelDir());
+  const model = await StableDiffusionPipeline.fromPretrained(shippedBaseModelDir(), { loadVae: AutoencoderKL.fromPretrained });
   const report = await measure(model);
   const bytes = Uint8Array.from(report.images, (v) => Math.round(Math.min(1, Math.max(0, v)) * 255));
   await writeFileAtomic(args.out, JSON.stringify({ ...report, images: Buffer.from(bytes).toString("base64") }));
@@ -103,7 +103,7 @@ if (code !== 0) {
 // "After": the base model with the LoRA file the run exported.
 await backend.init();
 const loraFile = join(runDir, "final", DIFFUSERS_LORA_FILE);
-const model = await StableDiffusionPipeline.fromPretrained(shippedBaseModelDir());
+const model = await StableDiffusionPipeline.fromPretrained(shippedBaseModelDir(), { loadVae: AutoencoderKL.fromPretrained });
 await loadLoraWeights(model, loraFile);
 console.log(`\n[${seconds()} s] sampling the personalized model…`);
 const after = await measure(model);

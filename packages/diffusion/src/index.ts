@@ -2,7 +2,7 @@ import "./register.js";
 export { Module, toDiffusersLayout, fromDiffusersLayout, diffusersShape, type ForwardContext, type ParamLayout, type ParamSpec } from "./nn/module.js";
 export { Linear, Conv2d, GroupNorm, LayerNorm, Embedding, Container, AdaptableModule } from "./nn/layers.js";
 export { silu, gelu, quickGelu, upsampleNearest2x } from "./nn/functional.js";
-export { DiffusersModel, ConfigReader, readJson, writeFileAtomic } from "./nn/model.js";
+export { DiffusersModel, ConfigReader, readJson, writeFileAtomic, SAVE_DTYPES, type SaveDtype, type SaveOptions, type LoadOptions } from "./nn/model.js";
 export { HookRegistry } from "./nn/hooks.js";
 export { Attention, scaledDotProductAttention, defaultAttentionProcessor, headsToBatch, batchToHeads } from "./models/attention.js";
 export { UNet2DConditionModel, parseUNetConfig, timestepEmbedding, type UNet2DConditionConfig, type UNetForwardOptions, type UNetVariant } from "./models/unet_2d_condition.js";

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
-import { AptError, DEFAULT_TRAIN_OPTIONS, listCheckpoints, perSampleSquaredError, train, type MethodPlugin, type ResolvedMethod, type StandardSchemaV1, type TrainEvent, type TrainRun } from "@apt/core";
+import { AptError, DEFAULT_TRAIN_OPTIONS, emaDecayAt, listCheckpoints, perSampleSquaredError, readCheckpoint, train, type MethodPlugin, type ResolvedMethod, type StandardSchemaV1, type TrainEvent, type TrainRun } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
 import { CLIPTextModel, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel, WordLevelTokenizer } from "../src/index.js";
 
@@ -294,6 +294,70 @@ describe("training engine", () => {
     await expect(train(run(pipe, dir, { data: undefined }))).rejects.toThrow(/task "pretrain": give `data`/);
     await expect(train(run(pipe, dir, { concepts: [{ images, prompt: "w5" }] }))).rejects.toThrow(/not on concepts/);
     await expect(train(baseRun(dir, { data }))).rejects.toThrow(/`data` is for task "pretrain"/);
+  });
+
+  it("emaDecay: diffusers' EMAModel average of the trainable weights, checkpointed, replacing the weights when the run completes; resume is bit-identical", async () => {
+    expect([1, 2, 3, 100].map((n) => emaDecayAt(n, 0.9))).toEqual([0, 2 / 11, 3 / 12, 0.9]);
+    /** Every installed adapter variable, concatenated (the trainable set of baseRun). */
+    const adapterVector = (): Float64Array => {
+      const parts: number[] = [];
+      for (const m of pipe.unet.modules()) {
+        for (const a of (m as { adapters?: { variables(): Record<string, tf.Variable> }[] }).adapters ?? []) {
+          for (const v of Object.values(a.variables())) parts.push(...v.dataSync());
+        }
+      }
+      return Float64Array.from(parts);
+    };
+    const decay = 0.8;
+    const raw: Float64Array[] = [];
+    const counts: number[] = [];
+    const dir = await runDir();
+    await train(baseRun(dir, { onEvent: (e) => {
+      if (e.type !== "step") return;
+      raw.push(adapterVector()); // the optimizer's weights after step e.step
+      counts.push(tf.memory().numTensors);
+    } }, { emaDecay: decay }));
+    const averaged = adapterVector();
+    pipe.unet.removeAdapters();
+    // The same average in float64: a₁ = w₁, aₙ = aₙ₋₁ − (1 − dₙ)(aₙ₋₁ − wₙ).
+    const reference: Float64Array[] = [];
+    let a = raw[0]!.slice();
+    reference.push(a.slice());
+    for (let n = 2; n <= raw.length; n++) {
+      const oneMinus = 1 - emaDecayAt(n, decay);
+      a = a.map((x, i) => x - oneMinus * (x - raw[n - 1]![i]!));
+      reference.push(a.slice());
+    }
+    const maxAbs = (x: ArrayLike<number>, y: ArrayLike<number>) => Math.max(...Array.from(x, (v, i) => Math.abs(v - y[i]!)));
+    expect(raw).toHaveLength(6);
+    expect(maxAbs(averaged, reference[5]!)).toBeLessThan(1e-6);
+    expect(maxAbs(averaged, raw[5]!)).toBeGreaterThan(1e-4); // the average is not the last weights
+    expect(new Set(counts.slice(1)).size).toBe(1);
+    // Checkpoint 4 holds the raw weights and the average after step 4.
+    const ck = await readCheckpoint((await listCheckpoints(dir)).find((c) => c.step === 4)!.path);
+    const flat = (r: Record<string, tf.Tensor>) => Float64Array.from(Object.values(r).flatMap((t) => Array.from(t.dataSync())));
+    expect(maxAbs(flat(ck.trainable), raw[3]!)).toBe(0);
+    expect(maxAbs(flat(ck.ema!), reference[3]!)).toBeLessThan(1e-6);
+    tf.dispose([...Object.values(ck.trainable), ...Object.values(ck.optimizer), ...Object.values(ck.ema!)]);
+
+    // Stopped at step 3 and resumed: the same final (averaged) weights, bit for bit.
+    const resumed = await runDir();
+    await train(baseRun(resumed, { stopAfter: 3 }, { emaDecay: decay, checkpointEvery: 3 }));
+    pipe.unet.removeAdapters();
+    await train(baseRun(resumed, { resume: "latest" }, { emaDecay: decay, checkpointEvery: 3 }));
+    expect(Buffer.from(Float64Array.from(adapterVector()).buffer).equals(Buffer.from(averaged.buffer))).toBe(true);
+    pipe.unet.removeAdapters();
+
+    // A checkpoint written without an average cannot continue one; out-of-range decays are refused.
+    const plain = await runDir();
+    await train(baseRun(plain, { stopAfter: 2 }));
+    pipe.unet.removeAdapters();
+    const err = await train(baseRun(plain, { resume: "latest" }, { emaDecay: decay })).then(() => undefined, (e: unknown) => e);
+    pipe.unet.removeAdapters();
+    expect(AptError.isInstance(err), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/checkpoint-2: train\.emaDecay is 0\.8 but the checkpoint has no weight average for any trainable variable \(it was written with emaDecay 0\)/);
+    await expect(train(baseRun(await runDir(), {}, { emaDecay: 1 }))).rejects.toThrow(/train\.emaDecay: 1 is not in \[0, 1\)/);
+    pipe.unet.removeAdapters();
   });
 
   it("per-pixel loss weights: the weighted mean of squared errors; a constant map changes nothing; wrong shapes fail naming lossWeights", async () => {

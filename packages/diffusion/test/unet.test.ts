@@ -1,6 +1,6 @@
 /** Loading/saving and the hook API of UNet2DConditionModel and CLIPTextModel, on backend-cpu. */
 import { beforeAll, describe, expect, it } from "vitest";
-import { cp, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
@@ -82,6 +82,35 @@ describe("save and load", () => {
     const ref = text.namedParameters().get("text_model.final_layer_norm.weight")!;
     expect(await maxDiff(w, ref)).toBeLessThan(1e-2);
     half.dispose();
+  });
+
+  it("savePretrained({ dtype: 'float16' }) writes F16 (half the bytes), reloads as float32 within float16 rounding", async () => {
+    const full = await tmp();
+    const half = await tmp();
+    await unet.savePretrained(full);
+    await unet.savePretrained(half, { dtype: "float16" });
+    const file = (d: string) => join(d, "diffusion_pytorch_model.safetensors");
+    const [a, b] = [await readSafetensors(file(full)), await readSafetensors(file(half))];
+    expect(Object.values(b.tensors).every((x) => x.dtype === "F16")).toBe(true);
+    const bytes = (st: typeof a) => Object.values(st.tensors).reduce((s, x) => s + x.data.length, 0);
+    expect(bytes(b)).toBe(bytes(a));
+    expect((await stat(file(half))).size).toBeLessThan((await stat(file(full))).size * 0.51);
+    const again = await UNet2DConditionModel.fromPretrained(half);
+    for (const [name, v] of unet.namedParameters()) {
+      const w = again.namedParameters().get(name)!;
+      expect(w.dtype).toBe("float32");
+      const [x, y] = [await v.data(), await w.data()];
+      // float16 keeps 11 significant bits: relative error ≤ 2^-11 for normal values.
+      let worst = 0;
+      for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(y[i]! - x[i]!) - (Math.abs(x[i]!) * 2 ** -11 + 6e-8));
+      expect(worst, name).toBeLessThanOrEqual(0);
+    }
+    const [outFull, outHalf] = [unet.forward(sample, t, ctx), again.forward(sample, t, ctx)];
+    expect(await maxDiff(outFull, outHalf)).toBeLessThan(1e-2);
+    expect(await maxDiff(outFull, outHalf)).toBeGreaterThan(0);
+    tf.dispose([outFull, outHalf]);
+    again.dispose();
+    await expectAptError(unet.savePretrained(await tmp(), { dtype: "int8" as "float16" }), /savePretrained: dtype "int8" is not one of float32, float16, bfloat16/);
   });
 
   it("names every missing, unexpected or mis-shaped tensor with both shapes", async () => {

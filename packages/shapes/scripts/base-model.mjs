@@ -2,7 +2,7 @@
 // for it: the pretraining script builds its model here, and so does each of its
 // replica threads (`--workers`), which get their weights from the main thread.
 import { backend } from "@apt/backend-cpu";
-import { CLIPTextModel, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel } from "@apt/diffusion";
+import { AutoencoderKL, CLIPTextModel, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel } from "@apt/diffusion";
 import { createTokenizer, vocabulary } from "../dist/index.js";
 
 // shapes-s (../shared/bench) sized for the 2-core budget: the 32×32 level has no attention.
@@ -40,6 +40,17 @@ export const UNET_VARIANTS = {
     down_block_types: ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     up_block_types: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
   },
+  // A latent UNet (with `--vae`, scripts/train-vae.mjs: 8×8×4 latents of the
+  // 32×32 images), as Stable Diffusion: 8×8, 4×4 and 2×2 levels, cross-attention
+  // at each; the same text-time embedding as shapes-t. 6.9M parameters (256
+  // channels at 2×2 would be 16.6M: too large to ship).
+  "shapes-l": {
+    ...TEXT_TIME_CONFIG,
+    sample_size: 8, in_channels: 4, out_channels: 4,
+    block_out_channels: [64, 128, 128],
+    down_block_types: ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+  },
 };
 
 const vocab = vocabulary();
@@ -60,20 +71,37 @@ export const SCHEDULER_CONFIG = {
   prediction_type: "v_prediction", rescale_betas_zero_snr: true, timestep_spacing: "trailing", clip_sample: false,
 };
 
-/** The scheduler config for a beta schedule by name (diffusers' names). */
+/**
+ * The scheduler config for a beta schedule by name (diffusers' names).
+ * "scaled_linear" takes Stable Diffusion's betas (0.00085 → 0.012), the
+ * latent models' default: a latent carries less redundancy than pixels, so the
+ * same noise destroys more of it.
+ */
 export function schedulerConfig(betaSchedule = SCHEDULER_CONFIG.beta_schedule) {
-  return { ...SCHEDULER_CONFIG, beta_schedule: betaSchedule };
+  const betas = betaSchedule === "scaled_linear" ? { beta_start: 0.00085, beta_end: 0.012 } : {};
+  return { ...SCHEDULER_CONFIG, beta_schedule: betaSchedule, ...betas };
 }
 
-/** Initialises backend-cpu and builds the freshly initialised pipeline (UNet variant and beta schedule by name). */
-export default async function createBaseModel({ unet = "shapes-s", betaSchedule = SCHEDULER_CONFIG.beta_schedule } = {}) {
+/**
+ * Initialises backend-cpu and builds the freshly initialised pipeline (UNet
+ * variant and beta schedule by name). With `vae` (a trained AutoencoderKL
+ * folder) the UNet denoises its latents: the variant must take them.
+ */
+export default async function createBaseModel({ unet = "shapes-s", betaSchedule = SCHEDULER_CONFIG.beta_schedule, vae } = {}) {
   const config = UNET_VARIANTS[unet];
   if (!config) throw new Error(`unet variant "${unet}" is not one of ${Object.keys(UNET_VARIANTS).join(", ")}`);
   await backend.init();
+  const autoencoder = vae ? await AutoencoderKL.fromPretrained(vae) : undefined;
+  const [channels, size] = autoencoder ? [autoencoder.latentChannels, 32 / autoencoder.vaeScaleFactor] : [3, 32];
+  if (config.in_channels !== channels || config.out_channels !== channels || config.sample_size !== size) {
+    autoencoder?.dispose();
+    throw new Error(`unet variant "${unet}" takes ${config.sample_size}×${config.sample_size}×${config.in_channels} inputs, but ${vae ? `the VAE in ${vae} gives ${size}×${size}×${channels} latents` : "without --vae it denoises 32×32×3 images"}`);
+  }
   return new StableDiffusionPipeline({
     unet: UNet2DConditionModel.fromConfig(config, { seed: 1 }),
     textEncoder: CLIPTextModel.fromConfig(TEXT_CONFIG, { seed: 2 }),
     tokenizer: createTokenizer(),
     scheduler: new DDPMScheduler(schedulerConfig(betaSchedule)),
+    vae: autoencoder,
   });
 }

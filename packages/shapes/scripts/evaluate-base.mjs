@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { PNG } from "pngjs";
 import { writeFileAtomic } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
-import { StableDiffusionPipeline } from "@apt/diffusion";
+import { AutoencoderKL, StableDiffusionPipeline } from "@apt/diffusion";
 import { COLORS, SHAPES, ShapeEvaluator, agreementPrompts, isHeldOut, measurePromptAgreement, tileImages } from "../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -34,7 +34,7 @@ const { values: args } = parseArgs({
 });
 
 await backend.init();
-const model = await StableDiffusionPipeline.fromPretrained(resolve(cwd, args.model));
+const model = await StableDiffusionPipeline.fromPretrained(resolve(cwd, args.model), { loadVae: AutoencoderKL.fromPretrained });
 const evaluator = await ShapeEvaluator.load();
 const sampling = { numInferenceSteps: Number(args.steps), guidanceScale: Number(args.guidance), seed: Number(args.seed) };
 const pct = (v) => (v === undefined || Number.isNaN(v) ? "–" : `${(100 * v).toFixed(1)}%`);

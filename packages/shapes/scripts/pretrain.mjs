@@ -6,14 +6,15 @@
 //
 //   node scripts/pretrain.mjs [--steps 6400] [--batch 16] [--run pretrain-run] [--out models/base]
 //        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--workers 2] [--high-noise 0]
-//   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir]   (export only)
+//        [--vae <AutoencoderKL folder> --unet shapes-l]   (a latent model)
+//   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir] [--dtype float16]   (export only)
 // The defaults are the shipped model's recipe.
 import { appendFile, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { tf, DEFAULT_TRAIN_OPTIONS, listCheckpoints, readCheckpoint, resolveCheckpoint, train } from "@apt/core";
-import { BETA_SCHEDULES, DDIMScheduler } from "@apt/diffusion";
+import { BETA_SCHEDULES, DDIMScheduler, SAVE_DTYPES } from "@apt/diffusion";
 import { renderBatch, sampleAttributes, samplePrompt } from "../dist/index.js";
 import createBaseModel, { UNET_VARIANTS, schedulerConfig } from "./base-model.mjs";
 
@@ -29,8 +30,9 @@ const { values: args } = parseArgs({
     export: { type: "string" },
     // The UNet, by name in base-model.mjs's UNET_VARIANTS.
     unet: { type: "string", default: "shapes-t" },
-    // The noise schedule's beta_schedule (diffusers' names; see base-model.mjs for cosine's measurement).
-    "beta-schedule": { type: "string", default: "linear" },
+    // The noise schedule's beta_schedule (diffusers' names; see base-model.mjs for cosine's measurement):
+    // default linear, or Stable Diffusion's scaled_linear with --vae.
+    "beta-schedule": { type: "string" },
     // Share of each batch whose timestep is drawn from [400, 999] instead of [0, 999]
     // (0 = uniform, as the shipped model).
     "high-noise": { type: "string", default: "0" },
@@ -38,6 +40,12 @@ const { values: args } = parseArgs({
     // (kohya's masked loss with the renderer's mask): the object is 10–35% of a
     // 32×32 image, the background is learned first; 0 = plain MSE.
     "object-weight": { type: "string", default: "3" },
+    // A trained AutoencoderKL folder (scripts/train-vae.mjs): the UNet then denoises its latents (--unet shapes-l).
+    vae: { type: "string" },
+    // diffusers' EMAModel decay for the exported weights (0: the last weights, as the v3 model).
+    "ema-decay": { type: "string", default: "0" },
+    // The dtype of the exported weights (float16 halves the files; the model computes in float32).
+    dtype: { type: "string", default: "float32" },
     // Threads that share each batch (tfjs's WASM backend uses one core each): 2 on this machine.
     workers: { type: "string", default: "2" },
   },
@@ -47,6 +55,7 @@ if (!UNET_VARIANTS[args.unet]) {
   console.error(`--unet: "${args.unet}" is not one of ${Object.keys(UNET_VARIANTS).join(", ")}`);
   process.exit(2);
 }
+args["beta-schedule"] ??= args.vae ? "scaled_linear" : "linear";
 if (!BETA_SCHEDULES.includes(args["beta-schedule"])) {
   console.error(`--beta-schedule: "${args["beta-schedule"]}" is not one of ${BETA_SCHEDULES.join(", ")}`);
   process.exit(2);
@@ -61,12 +70,27 @@ if (!(objectWeight >= 0)) {
   console.error(`--object-weight: ${args["object-weight"]} is not a number ≥ 0`);
   process.exit(2);
 }
+const emaDecay = Number(args["ema-decay"]);
+if (!(emaDecay >= 0 && emaDecay < 1)) {
+  console.error(`--ema-decay: ${args["ema-decay"]} is not in [0, 1)`);
+  process.exit(2);
+}
+if (!SAVE_DTYPES.includes(args.dtype)) {
+  console.error(`--dtype: "${args.dtype}" is not one of ${SAVE_DTYPES.join(", ")}`);
+  process.exit(2);
+}
 const workers = Number(args.workers);
 if (!(Number.isInteger(workers) && workers >= 1)) {
   console.error(`--workers: ${args.workers} is not a positive integer`);
   process.exit(2);
 }
-const model = await createBaseModel({ unet: args.unet, betaSchedule: args["beta-schedule"] });
+let model;
+try {
+  model = await createBaseModel({ unet: args.unet, betaSchedule: args["beta-schedule"], vae: args.vae });
+} catch (e) {
+  console.error(`--unet/--vae: ${e.message}`);
+  process.exit(2);
+}
 
 /**
  * Each step's batch: fresh renders of attributes drawn from the run's Rng
@@ -100,7 +124,7 @@ const highNoiseTimesteps = {
 /** Saves the pipeline for sampling: same noise schedule, DDIM. */
 async function savePipeline(out) {
   model.scheduler = new DDIMScheduler(schedulerConfig(args["beta-schedule"]));
-  await model.savePretrained(out);
+  await model.savePretrained(out, { dtype: args.dtype });
   console.log(`wrote ${out}`);
 }
 
@@ -108,9 +132,12 @@ if (args.export !== undefined) {
   // Export only: the weights of a checkpoint (a folder, or "latest") as a diffusers folder.
   const path = await resolveCheckpoint(args.run, args.export || "latest");
   const ck = await readCheckpoint(path);
-  for (const [name, v] of model.unet.namedParameters()) v.assign(ck.trainable[name]);
-  for (const [name, v] of model.textEncoder.namedParameters()) v.assign(ck.trainable[`text_encoder.${name}`]);
-  console.log(`checkpoint ${path} (step ${ck.state.step})`);
+  // A run with --ema-decay exports its weight average (what the finished run leaves in the model).
+  const averaged = Object.keys(ck.ema ?? {}).length > 0;
+  const weights = averaged ? ck.ema : ck.trainable;
+  for (const [name, v] of model.unet.namedParameters()) v.assign(weights[name]);
+  for (const [name, v] of model.textEncoder.namedParameters()) v.assign(weights[`text_encoder.${name}`]);
+  console.log(`checkpoint ${path} (step ${ck.state.step}${averaged ? ", the weight average" : ""})`);
   await savePipeline(args.out);
   process.exit(0);
 }
@@ -128,10 +155,10 @@ await train({
   train: {
     ...DEFAULT_TRAIN_OPTIONS,
     steps: Number(args.steps), batchSize: Number(args.batch), lr: Number(args.lr), lrSchedule: "cosine", warmupSteps: 100,
-    weightDecay: 1e-2, maxGradNorm: 1, seed: 0, checkpointEvery: 50, checkpointsTotalLimit: 2,
+    weightDecay: 1e-2, maxGradNorm: 1, emaDecay, seed: 0, checkpointEvery: 50, checkpointsTotalLimit: 2,
   },
   // No method chooses trainable weights: every UNet and text-encoder weight trains.
-  ...(workers > 1 ? { replicas: { count: workers - 1, module: new URL("./base-model.mjs", import.meta.url), args: { unet: args.unet, betaSchedule: args["beta-schedule"] } } } : {}),
+  ...(workers > 1 ? { replicas: { count: workers - 1, module: new URL("./base-model.mjs", import.meta.url), args: { unet: args.unet, betaSchedule: args["beta-schedule"], vae: args.vae } } } : {}),
   methods: highNoise > 0 ? [{ plugin: highNoiseTimesteps, options: {}, name: highNoiseTimesteps.name }] : [],
   runDir,
   resume,

@@ -24,6 +24,7 @@ const trainShape = {
   adamBetas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]),
   adamEps: z.number().positive(),
   maxGradNorm: z.number().min(0),
+  emaDecay: z.number().min(0).lt(1),
   seed: z.number().int(),
   checkpointEvery: int(0),
   checkpointsTotalLimit: int(0),

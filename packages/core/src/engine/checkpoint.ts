@@ -6,6 +6,7 @@
  *   trainable.safetensors   trainable variables by name
  *   optimizer.safetensors   AdamW moments (`<name>.m`, `<name>.v`)
  *   plugins.safetensors     tensors of plugin states (`<plugin>/<key>`)
+ *   ema.safetensors         the weights' moving average by trainable name (only with emaDecay > 0)
  *   state.json              step, task, RNG state, data order, optimizer step
  *                           counts, plugin scalars, the resolved config
  */
@@ -43,6 +44,8 @@ export interface CheckpointContents {
   trainable: Record<string, tf.Tensor>;
   optimizer: Record<string, tf.Tensor>;
   plugins: Record<string, PluginState>;
+  /** The trainable weights' moving average (emaDecay > 0); empty without one. */
+  ema?: Record<string, tf.Tensor>;
 }
 
 const NAME = /^checkpoint-(\d+)$/;
@@ -92,6 +95,7 @@ export async function writeCheckpoint(runDir: string, c: CheckpointContents, kee
   await writeSafetensors(join(tmp, "trainable.safetensors"), c.trainable, { format: "pt" });
   await writeSafetensors(join(tmp, "optimizer.safetensors"), c.optimizer);
   await writeSafetensors(join(tmp, "plugins.safetensors"), pluginTensors);
+  if (c.ema && Object.keys(c.ema).length) await writeSafetensors(join(tmp, "ema.safetensors"), c.ema, { format: "pt" });
   // state.json last: its presence marks a complete checkpoint.
   await writeFile(join(tmp, "state.json"), `${JSON.stringify({ ...c.state, plugins: pluginScalars }, null, 1)}\n`);
   if (existsSync(final)) await rm(final, { recursive: true, force: true });
@@ -124,5 +128,6 @@ export async function readCheckpoint(path: string): Promise<CheckpointContents> 
     const plugin = key.slice(0, slash);
     (plugins[plugin] ??= {})[key.slice(slash + 1)] = t;
   }
-  return { state, trainable: await toTensors("trainable.safetensors"), optimizer: await toTensors("optimizer.safetensors"), plugins };
+  const ema = existsSync(join(path, "ema.safetensors")) ? await toTensors("ema.safetensors") : {};
+  return { state, trainable: await toTensors("trainable.safetensors"), optimizer: await toTensors("optimizer.safetensors"), plugins, ema };
 }

@@ -3,8 +3,8 @@
  * resolved config with any mix of method plugins. One step, as DESIGN.md draws
  * it: data → augment → timesteps → noise → forward (all prompt variants in one
  * batch; observers capture) → per-sample base loss (weighed) + method losses →
- * gradients of the trainable set → clip → AdamW → afterStep → log, sample,
- * checkpoint.
+ * gradients of the trainable set → clip → AdamW → weight average (emaDecay)
+ * → afterStep → log, sample, checkpoint.
  *
  * Determinism: one Rng (the run seed) owns data order, timesteps, noise and
  * VAE sampling; each plugin gets its own Rng derived from the seed and its
@@ -24,6 +24,7 @@ import { learningRate } from "./schedule.js";
 import { readCheckpoint, resolveCheckpoint, writeCheckpoint, type DataOrder } from "./checkpoint.js";
 import type { TrainEvent, TrainRun, TrainSummary } from "./types.js";
 import { ReplicaPool } from "./replicas.js";
+import { WeightAverage } from "./ema.js";
 import { baseLoss, perSampleSquaredError } from "./loss.js";
 
 interface Created {
@@ -70,6 +71,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     if (run.task === "personalize" && run.concepts.length !== 1) problems.push(`task "personalize" takes one concept, got ${run.concepts.length}`);
     if (run.data) problems.push(`\`data\` is for task "pretrain"; task "${run.task}" trains on its concepts' images`);
   }
+  if (!(o.emaDecay >= 0 && o.emaDecay < 1)) problems.push(`train.emaDecay: ${o.emaDecay} is not in [0, 1) (0 turns the weight average off; diffusers' default is 0.9999)`);
   if (problems.length) throw new AptError("BAD_INPUT", problems.join("\n"));
   const emit = (e: TrainEvent) => run.onEvent?.(e);
   const started = performance.now();
@@ -131,12 +133,25 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   let taskStep = 0;
   let data: DataOrder = { epoch: 0, cursor: 0, permutation: [] };
   let resumedFrom: string | undefined;
+  let resumedAverage: Record<string, tf.Tensor> | undefined;
   if (run.resume) {
     resumedFrom = await resolveCheckpoint(run.runDir, run.resume);
     const ck = await readCheckpoint(resumedFrom);
     const missing = [...trainable.keys()].filter((n) => !ck.trainable[n]);
-    if (missing.length) throw new AptError("BAD_INPUT", `${resumedFrom}: the checkpoint lacks trainable variables of this run (${missing.slice(0, 3).join(", ")}…): was it written with other methods?`);
+    const lackingAverage = o.emaDecay > 0 ? [...trainable.keys()].filter((n) => !ck.ema?.[n]) : [];
+    if (missing.length || lackingAverage.length) {
+      tf.dispose([...Object.values(ck.trainable), ...Object.values(ck.optimizer), ...Object.values(ck.ema ?? {})]);
+      await pool?.close();
+      throw new AptError(
+        "BAD_INPUT",
+        missing.length
+          ? `${resumedFrom}: the checkpoint lacks trainable variables of this run (${missing.slice(0, 3).join(", ")}…): was it written with other methods?`
+          : `${resumedFrom}: train.emaDecay is ${o.emaDecay} but the checkpoint has no weight average for ${lackingAverage.length === trainable.size ? "any trainable variable" : lackingAverage.slice(0, 3).join(", ")} (it was written with emaDecay 0): resume with emaDecay 0, or start a new run`,
+      );
+    }
     for (const [name, t] of trainable) t.variable.assign(ck.trainable[name]!);
+    if (o.emaDecay > 0) resumedAverage = ck.ema;
+    else tf.dispose(Object.values(ck.ema ?? {}));
     optimizers.forEach((opt, i) => {
       const moments: Record<string, { m: tf.Tensor; v: tf.Tensor }> = {};
       for (const name of Object.keys(opt.params)) moments[name] = { m: ck.optimizer[`${name}.m`]!, v: ck.optimizer[`${name}.v`]! };
@@ -150,6 +165,12 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     ({ step, task, taskStep, data } = ck.state);
     tf.dispose([...Object.values(ck.trainable), ...Object.values(ck.optimizer)]);
     for (const s of Object.values(ck.plugins)) for (const v of Object.values(s)) if (v instanceof tf.Tensor) v.dispose();
+  }
+  // The weights' moving average starts from the (possibly resumed) weights, or continues the checkpoint's.
+  const ema = o.emaDecay > 0 ? new WeightAverage(new Map([...trainable].map(([n, t]) => [n, t.variable])), o.emaDecay) : undefined;
+  if (ema && resumedAverage) {
+    ema.load(resumedAverage);
+    tf.dispose(Object.values(resumedAverage));
   }
   // Pretraining is one task without a concept.
   const taskCount = run.task === "pretrain" ? 1 : run.concepts.length;
@@ -171,6 +192,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
         trainable: Object.fromEntries([...trainable].map(([n, t]) => [n, t.variable])),
         optimizer,
         plugins,
+        ...(ema ? { ema: Object.fromEntries(ema.shadow) } : {}),
       },
       o.checkpointsTotalLimit,
     );
@@ -207,6 +229,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
       const result = await runStep(concept);
       step++;
       taskStep++;
+      ema?.update(step);
       lastLoss = result.loss;
       const dt = (performance.now() - t0) / 1000;
       itPerSec = itPerSec === 0 ? 1 / dt : 0.9 * itPerSec + 0.1 / dt;
@@ -227,6 +250,8 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   const exports: string[] = [];
   const done = step >= totalSteps;
   if (done) {
+    // The finished model is the average (the last checkpoint keeps the raw weights for a resume).
+    ema?.copyToWeights();
     if (!(o.sampleEvery > 0 && step % o.sampleEvery === 0)) await sample();
     const finalDir = join(run.runDir, "final");
     await mkdir(finalDir, { recursive: true });
@@ -238,6 +263,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   emit({ type: "end", step, seconds: (performance.now() - started) / 1000 });
   return { steps: step, finalLoss: lastLoss, checkpoint: lastCheckpoint, exports, samples };
   } finally {
+    ema?.dispose();
     await pool?.close();
   }
 

@@ -18,6 +18,13 @@ export interface TrainOptions {
   adamEps: number;
   /** Global gradient-norm clipping; 0 disables it. */
   maxGradNorm: number;
+  /**
+   * An exponential moving average of the trainable weights (diffusers'
+   * EMAModel, `--use_ema`): the decay cap, reached through diffusers' warm-up
+   * (1 + k) / (10 + k); 0 disables it. Checkpointed with the run; when the run
+   * completes the averages replace the weights (what is saved and exported).
+   */
+  emaDecay: number;
   /** One seed owns noise, timesteps, data order and adapter init. */
   seed: number;
   /** Checkpoint every N steps (and at the end); 0: only at the end. */
@@ -42,6 +49,7 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   adamBetas: [0.9, 0.999],
   adamEps: 1e-8,
   maxGradNorm: 1,
+  emaDecay: 0,
   seed: 0,
   checkpointEvery: 100,
   checkpointsTotalLimit: 0,

@@ -62,6 +62,23 @@ export interface LoadOptions {
   ignore?: (name: string) => boolean;
 }
 
+/** The dtypes weights can be written in; every load reads them back as float32. */
+export const SAVE_DTYPES = ["float32", "float16", "bfloat16"] as const;
+export type SaveDtype = (typeof SAVE_DTYPES)[number];
+
+export interface SaveOptions {
+  /**
+   * The dtype of the weights in the file (diffusers: a model cast with
+   * `.to(torch.float16)` before `save_pretrained`). float16 halves the file;
+   * training and inference here stay float32. Default float32.
+   */
+  dtype?: SaveDtype;
+  /** Extra `__metadata__` entries of the safetensors file. */
+  metadata?: Record<string, string>;
+}
+
+const SAFETENSORS_DTYPE = { float16: "F16", bfloat16: "BF16" } as const;
+
 export { writeFileAtomic };
 
 export abstract class DiffusersModel extends Module implements HookedModel {
@@ -221,8 +238,10 @@ export abstract class DiffusersModel extends Module implements HookedModel {
     }
   }
 
-  /** Writes config.json and the weights (diffusers names and layouts) into `dir`. */
-  async savePretrained(dir: string, metadata: Record<string, string> = {}): Promise<void> {
+  /** Writes config.json and the weights (diffusers names and layouts, in `opts.dtype`) into `dir`. */
+  async savePretrained(dir: string, opts: SaveOptions = {}): Promise<void> {
+    const dtype = opts.dtype ?? "float32";
+    if (!SAVE_DTYPES.includes(dtype)) throw new AptError("BAD_INPUT", `savePretrained: dtype ${JSON.stringify(dtype)} is not one of ${SAVE_DTYPES.join(", ")}`);
     await mkdir(dir, { recursive: true });
     const tensors: Record<string, tf.Tensor> = {};
     for (const [name, spec] of this.namedParamSpecs()) {
@@ -230,7 +249,9 @@ export abstract class DiffusersModel extends Module implements HookedModel {
       tensors[name] = toDiffusersLayout(spec.variable, spec.layout);
     }
     try {
-      await writeSafetensors(join(dir, this.weightsName), tensors, { format: "pt", ...metadata });
+      // Half precision is encoded from float32 (rounded to nearest even) by the writer.
+      const toWrite = dtype === "float32" ? tensors : Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, { dtype: SAFETENSORS_DTYPE[dtype], shape: [...t.shape], data: t.dataSync() as Float32Array }]));
+      await writeSafetensors(join(dir, this.weightsName), toWrite, { format: "pt", ...opts.metadata });
     } finally {
       for (const [name, spec] of this.namedParamSpecs()) if (tensors[name] !== spec.variable) tensors[name]!.dispose();
     }

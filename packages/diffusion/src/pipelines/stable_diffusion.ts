@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { AptError, Rng, type TrainingModel } from "@apt/core";
 import { CLIPTextModel } from "../models/clip_text_model.js";
 import { UNet2DConditionModel } from "../models/unet_2d_condition.js";
-import { readJson, writeFileAtomic } from "../nn/model.js";
+import { readJson, writeFileAtomic, type SaveOptions } from "../nn/model.js";
 import { DDIMScheduler, DDPMScheduler, loadScheduler, type AnyScheduler } from "../schedulers/index.js";
 import { loadTokenizer, type Tokenizer } from "../tokenizers/index.js";
 
@@ -26,7 +26,7 @@ export interface PipelineVae {
   decode(latents: tf.Tensor4D): tf.Tensor4D;
   /** images NHWC in [-1, 1] → the latent distribution (training). */
   encode(x: tf.Tensor4D): { sample(noise: Rng | tf.Tensor): tf.Tensor4D; dispose(): void };
-  savePretrained(dir: string): Promise<void>;
+  savePretrained(dir: string, opts?: SaveOptions): Promise<void>;
   dispose(): void;
   toConfig(): Record<string, unknown>;
 }
@@ -135,14 +135,14 @@ export class StableDiffusionPipeline implements TrainingModel {
     });
   }
 
-  /** Writes the whole pipeline folder in diffusers' layout. */
-  async savePretrained(dir: string): Promise<void> {
+  /** Writes the whole pipeline folder in diffusers' layout; `opts.dtype` is every model's weights' dtype. */
+  async savePretrained(dir: string, opts: Pick<SaveOptions, "dtype"> = {}): Promise<void> {
     await mkdir(dir, { recursive: true });
-    await this.unet.savePretrained(join(dir, "unet"));
-    await this.textEncoder.savePretrained(join(dir, "text_encoder"));
+    await this.unet.savePretrained(join(dir, "unet"), opts);
+    await this.textEncoder.savePretrained(join(dir, "text_encoder"), opts);
     await this.tokenizer.savePretrained(join(dir, "tokenizer"));
     await this.scheduler.savePretrained(join(dir, "scheduler"));
-    if (this.vae) await this.vae.savePretrained(join(dir, "vae"));
+    if (this.vae) await this.vae.savePretrained(join(dir, "vae"), opts);
     const index = {
       _class_name: "StableDiffusionPipeline",
       _diffusers_version: "0.30.0",
