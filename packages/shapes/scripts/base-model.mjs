@@ -40,13 +40,13 @@ export const UNET_VARIANTS = {
     down_block_types: ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     up_block_types: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
   },
-  // A latent UNet (with `--vae`, scripts/train-vae.mjs: 8×8×4 latents of the
+  // A latent UNet (with `--vae`, scripts/train-vae.mjs: 8×8×8 latents of the
   // 32×32 images), as Stable Diffusion: 8×8, 4×4 and 2×2 levels, cross-attention
   // at each; the same text-time embedding as shapes-t. 6.9M parameters (256
   // channels at 2×2 would be 16.6M: too large to ship).
   "shapes-l": {
     ...TEXT_TIME_CONFIG,
-    sample_size: 8, in_channels: 4, out_channels: 4,
+    sample_size: 8, in_channels: 8, out_channels: 8,
     block_out_channels: [64, 128, 128],
     down_block_types: ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     up_block_types: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
