@@ -43,7 +43,9 @@ export const UNET_VARIANTS = {
   // A latent UNet (with `--vae`, scripts/train-vae.mjs: 8×8×8 latents of the
   // 32×32 images), as Stable Diffusion: 8×8, 4×4 and 2×2 levels, cross-attention
   // at each; the same text-time embedding as shapes-t. 6.9M parameters (256
-  // channels at 2×2 would be 16.6M: too large to ship).
+  // channels at 2×2 would be 16.6M: too large to ship). Measured (6,400 steps,
+  // EMA 0.999, with train-vae's 8-channel VAE): seen shape & colour 15.6%,
+  // held-out 23.4% — no better at shape than the shipped pixel model.
   "shapes-l": {
     ...TEXT_TIME_CONFIG,
     sample_size: 8, in_channels: 8, out_channels: 8,

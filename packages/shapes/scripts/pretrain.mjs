@@ -9,6 +9,7 @@
 //        [--vae <AutoencoderKL folder> --unet shapes-l]   (a latent model)
 //   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir] [--dtype float16]   (export only)
 // The defaults are the shipped model's recipe.
+import { existsSync } from "node:fs";
 import { appendFile, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -51,6 +52,10 @@ const { values: args } = parseArgs({
   },
 });
 
+if (args.vae !== undefined && !existsSync(join(args.vae, "config.json"))) {
+  console.error(`--vae: ${args.vae} holds no AutoencoderKL (config.json); train one first (node scripts/train-vae.mjs --out ${args.vae})`);
+  process.exit(2);
+}
 if (!UNET_VARIANTS[args.unet]) {
   console.error(`--unet: "${args.unet}" is not one of ${Object.keys(UNET_VARIANTS).join(", ")}`);
   process.exit(2);

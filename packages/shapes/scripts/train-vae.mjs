@@ -18,6 +18,9 @@
 // that loses a shape can never be prompted into one), and writes the diffusers
 // folder (config.json + diffusion_pytorch_model.safetensors) to --out.
 //
+// A finished run (its checkpoint at --steps and the folder written) exits at
+// once, so a chain of this and `pretrain.mjs --vae` resumes wherever it stopped.
+//
 //   node scripts/train-vae.mjs [--steps 2000] [--latent-channels 8] [--batch 16] [--run .scratch/vae-run] [--out .scratch/vae]
 import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
@@ -126,6 +129,10 @@ if (existsSync(checkpointPath)) {
     if (Number(meta.seed) !== seed || Number(meta.batch) !== batchSize || Number(meta.latent_channels ?? 4) !== latentChannels) {
       console.error(`${checkpointPath} was trained with --seed ${meta.seed} --batch ${meta.batch} --latent-channels ${meta.latent_channels ?? 4}; pass those, or --fresh to start over`);
       process.exit(2);
+    }
+    if (Number(meta.step) >= steps && existsSync(join(args.out, "config.json"))) {
+      console.log(`${checkpointPath} finished ${meta.step} steps and ${args.out} is written: nothing to do (--fresh starts over)`);
+      process.exit(0);
     }
     const moments = {};
     const loaded = [];
