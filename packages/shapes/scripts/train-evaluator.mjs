@@ -30,6 +30,7 @@ import {
   renderBatch,
   sampleAttributes,
 } from "../dist/index.js";
+import { hms, numberFlag, warmupCosine } from "./script-args.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -56,14 +57,7 @@ const { values: args } = parseArgs({
   },
 });
 
-function num(name, { integer = false, min = -Infinity } = {}) {
-  const v = Number(args[name]);
-  if (!Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min) {
-    console.error(`--${name} must be ${integer ? "an integer" : "a number"} ≥ ${min}, got ${args[name]}`);
-    process.exit(2);
-  }
-  return v;
-}
+const num = (name, opts) => numberFlag(args, name, opts);
 const steps = num("steps", { integer: true, min: 1 });
 const batchSize = num("batch", { integer: true, min: 1 });
 const peakLr = num("lr", { min: 0 });
@@ -88,15 +82,10 @@ if (evalSeed === seed) {
 }
 
 /** Linear warm-up to the peak, then cosine decay to --min-lr at the last step. */
-function learningRate(step) {
-  if (step < warmup) return (peakLr * (step + 1)) / warmup;
-  const t = Math.min(1, (step - warmup) / Math.max(1, steps - warmup));
-  return minLr + 0.5 * (peakLr - minLr) * (1 + Math.cos(Math.PI * t));
-}
+const learningRate = warmupCosine({ peak: peakLr, min: minLr, warmup, steps });
 
 const pct = (x) => (100 * x).toFixed(2).padStart(6);
 const fmtAcc = (acc) => ATTRIBUTE_KINDS.map((k) => `${k} ${pct(acc[k])}`).join("  ");
-const hms = (s) => `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m${String(Math.floor(s % 60)).padStart(2, "0")}s`;
 
 await backend.init();
 console.log(`backend ${tf.getBackend()}; steps ${steps}, batch ${batchSize}, lr ${peakLr} → ${minLr} (warm-up ${warmup}), weight decay ${weightDecay}, noise p ${noiseProbability} σ ≤ ${noiseSigma}`);

@@ -31,6 +31,7 @@ import { tf, AdamW, Rng, SafetensorsReader, writeSafetensors } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
 import { AutoencoderKL } from "@apt/diffusion";
 import { ATTRIBUTE_KINDS, ShapeEvaluator, attributeAccuracy, isHeldOut, itemSeed, renderBatch, sampleAttributes } from "../dist/index.js";
+import { hms, numberFlag, warmupCosine } from "./script-args.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -55,14 +56,7 @@ const { values: args } = parseArgs({
   },
 });
 
-function num(name, { integer = false, min = -Infinity } = {}) {
-  const v = Number(args[name]);
-  if (!Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min) {
-    console.error(`--${name} must be ${integer ? "an integer" : "a number"} ≥ ${min}, got ${args[name]}`);
-    process.exit(2);
-  }
-  return v;
-}
+const num = (name, opts) => numberFlag(args, name, opts);
 const steps = num("steps", { integer: true, min: 1 });
 const batchSize = num("batch", { integer: true, min: 1 });
 const latentChannels = num("latent-channels", { integer: true, min: 1 });
@@ -94,12 +88,7 @@ const VAE_CONFIG = {
   sample_size: 32, scaling_factor: 1, mid_block_add_attention: false,
 };
 
-function learningRate(step) {
-  if (step < warmup) return (peakLr * (step + 1)) / warmup;
-  const t = Math.min(1, (step - warmup) / Math.max(1, steps - warmup));
-  return minLr + 0.5 * (peakLr - minLr) * (1 + Math.cos(Math.PI * t));
-}
-const hms = (s) => `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m${String(Math.floor(s % 60)).padStart(2, "0")}s`;
+const learningRate = warmupCosine({ peak: peakLr, min: minLr, warmup, steps });
 
 /** Batch `step`: seeded by (seed, step) only, so a resumed run sees the same data. */
 function trainingBatch(step) {

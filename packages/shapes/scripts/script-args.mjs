@@ -1,0 +1,23 @@
+// Helpers the training scripts (train-evaluator.mjs, train-vae.mjs) share.
+
+/** A numeric flag of parseArgs' `values`, or exit 2 naming the flag. */
+export function numberFlag(values, name, { integer = false, min = -Infinity } = {}) {
+  const v = Number(values[name]);
+  if (!Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min) {
+    console.error(`--${name} must be ${integer ? "an integer" : "a number"} ≥ ${min}, got ${values[name]}`);
+    process.exit(2);
+  }
+  return v;
+}
+
+/** Linear warm-up to `peak` over `warmup` steps, then cosine decay to `min` at `steps`. */
+export function warmupCosine({ peak, min, warmup, steps }) {
+  return (step) => {
+    if (step < warmup) return (peak * (step + 1)) / warmup;
+    const t = Math.min(1, (step - warmup) / Math.max(1, steps - warmup));
+    return min + 0.5 * (peak - min) * (1 + Math.cos(Math.PI * t));
+  };
+}
+
+/** Seconds as 0h00m00s. */
+export const hms = (s) => `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m${String(Math.floor(s % 60)).padStart(2, "0")}s`;
