@@ -30,7 +30,7 @@ import {
   renderBatch,
   sampleAttributes,
 } from "../dist/index.js";
-import { hms, numberFlag, warmupCosine } from "./script-args.mjs";
+import { hms, loadTrainingState, numberFlag, trainingStateTensors, warmupCosine } from "./training-helpers.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -125,18 +125,7 @@ if (existsSync(checkpointPath)) {
     model = ShapeEvaluator.create(config, seed);
     const params = Object.fromEntries(model.namedParameters());
     optimizer = new AdamW(params, { lr: peakLr, weightDecay });
-    const moments = {};
-    const loaded = [];
-    for (const name of Object.keys(params)) {
-      const p = await reader.readTensor(`param/${name}`);
-      params[name].assign(p);
-      const m = await reader.readTensor(`adam_m/${name}`);
-      const v = await reader.readTensor(`adam_v/${name}`);
-      moments[name] = { m, v };
-      loaded.push(p, m, v);
-    }
-    optimizer.setState({ step: Number(meta.adam_step), moments });
-    tf.dispose(loaded);
+    await loadTrainingState(reader, params, optimizer);
     start = Number(meta.step);
     elapsedBefore = Number(meta.elapsed_s);
     console.log(`resumed from ${checkpointPath} at step ${start} (${hms(elapsedBefore)} of training so far)`);
@@ -154,16 +143,10 @@ const elapsed = () => elapsedBefore + (performance.now() - t0) / 1000;
 
 async function writeCheckpoint(step) {
   await mkdir(args.run, { recursive: true });
-  const tensors = {};
-  for (const [name, v] of model.namedParameters()) tensors[`param/${name}`] = v;
-  const state = optimizer.getState();
-  for (const [name, { m, v }] of Object.entries(state.moments)) {
-    tensors[`adam_m/${name}`] = m;
-    tensors[`adam_v/${name}`] = v;
-  }
+  const tensors = trainingStateTensors(Object.fromEntries(model.namedParameters()), optimizer);
   await writeSafetensors(checkpointPath, tensors, {
     step: String(step),
-    adam_step: String(state.step),
+    adam_step: String(optimizer.getState().step),
     elapsed_s: String(elapsed()),
     seed: String(seed),
     batch: String(batchSize),

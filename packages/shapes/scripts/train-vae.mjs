@@ -31,7 +31,7 @@ import { tf, AdamW, Rng, SafetensorsReader, writeSafetensors } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
 import { AutoencoderKL } from "@apt/diffusion";
 import { ATTRIBUTE_KINDS, ShapeEvaluator, attributeAccuracy, isHeldOut, itemSeed, renderBatch, sampleAttributes } from "../dist/index.js";
-import { hms, numberFlag, warmupCosine } from "./script-args.mjs";
+import { hms, loadTrainingState, numberFlag, trainingStateTensors, warmupCosine } from "./training-helpers.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -123,18 +123,7 @@ if (existsSync(checkpointPath)) {
       console.log(`${checkpointPath} finished ${meta.step} steps and ${args.out} is written: nothing to do (--fresh starts over)`);
       process.exit(0);
     }
-    const moments = {};
-    const loaded = [];
-    for (const name of Object.keys(params)) {
-      const p = await reader.readTensor(`param/${name}`);
-      params[name].assign(p);
-      const m = await reader.readTensor(`adam_m/${name}`);
-      const v = await reader.readTensor(`adam_v/${name}`);
-      moments[name] = { m, v };
-      loaded.push(p, m, v);
-    }
-    optimizer.setState({ step: Number(meta.adam_step), moments });
-    tf.dispose(loaded);
+    await loadTrainingState(reader, params, optimizer);
     start = Number(meta.step);
     elapsedBefore = Number(meta.elapsed_s);
     console.log(`resumed from ${checkpointPath} at step ${start} (${hms(elapsedBefore)} of training so far)`);
@@ -150,14 +139,8 @@ const elapsed = () => elapsedBefore + (performance.now() - t0) / 1000;
 
 async function writeCheckpoint(step) {
   await mkdir(args.run, { recursive: true });
-  const tensors = {};
-  for (const [name, v] of Object.entries(params)) tensors[`param/${name}`] = v;
-  const state = optimizer.getState();
-  for (const [name, { m, v }] of Object.entries(state.moments)) {
-    tensors[`adam_m/${name}`] = m;
-    tensors[`adam_v/${name}`] = v;
-  }
-  await writeSafetensors(checkpointPath, tensors, { step: String(step), adam_step: String(state.step), elapsed_s: String(elapsed()), seed: String(seed), batch: String(batchSize), latent_channels: String(latentChannels) });
+  const tensors = trainingStateTensors(params, optimizer);
+  await writeSafetensors(checkpointPath, tensors, { step: String(step), adam_step: String(optimizer.getState().step), elapsed_s: String(elapsed()), seed: String(seed), batch: String(batchSize), latent_channels: String(latentChannels) });
 }
 
 const byVariable = new Map(Object.entries(params).map(([name, v]) => [v.name, name]));
