@@ -241,7 +241,7 @@ describe("training engine", () => {
     expect(new Set(counts.slice(1)).size).toBe(1);
   });
 
-  it("pretrains without a concept: `data` makes each batch, the UNet and the text encoder both train, resume is bit-identical", async () => {
+  it("pretrains without a concept: `data` makes each batch, the UNet and the text encoder both train (or the UNet alone: trainTextEncoder false), resume is bit-identical", async () => {
     const calls: string[] = [];
     // Fresh "rendered" images each step, drawn from the run's Rng (so resume replays them).
     const data = (n: number, info: { step: number; rng: { uniform(): number } }) => {
@@ -249,6 +249,7 @@ describe("training engine", () => {
       const values = Float32Array.from({ length: n * 8 * 8 * 3 }, () => info.rng.uniform() * 2 - 1);
       return { images: tf.tensor4d(values, [n, 8, 8, 3]), items: Array.from({ length: n }, (_, i) => ({ prompt: `w${5 + i} w9`, kind: "instance", weight: 1 })) };
     };
+    const weightsOf = async (m: { namedParameters(): Map<string, tf.Variable> }) => Buffer.concat(await Promise.all([...m.namedParameters().values()].map(async (v) => Buffer.from((await v.data()).buffer))));
     const weights = async (m: StableDiffusionPipeline) => {
       const parts: Buffer[] = [];
       for (const v of [...m.unet.namedParameters().values(), ...m.textEncoder.namedParameters().values()]) parts.push(Buffer.from((await v.data()).buffer));
@@ -290,6 +291,19 @@ describe("training engine", () => {
     await train(run(c, dir, { resume: "latest" }));
     expect((await weights(c)).equals(straight)).toBe(true);
     c.dispose();
+
+    // trainTextEncoder: false pretrains the UNet under a frozen text encoder (diffusers' --train_text_encoder off).
+    const d = await fresh();
+    const textBefore = await weightsOf(d.textEncoder);
+    const unetBefore = await weightsOf(d.unet);
+    const frozenEvents: TrainEvent[] = [];
+    await train(run(d, await runDir(), { train: { ...run(d, "").train, trainTextEncoder: false }, onEvent: (e) => frozenEvents.push(e) }));
+    expect((frozenEvents.find((e) => e.type === "start") as Extract<TrainEvent, { type: "start" }>).trainable).toBe(1_687_075);
+    expect((await weightsOf(d.textEncoder)).equals(textBefore)).toBe(true);
+    expect((await weightsOf(d.unet)).equals(unetBefore)).toBe(false);
+    d.dispose();
+    await expect(train(run(pipe, dir, { train: { ...run(pipe, "").train, trainTextEncoder: "yes" as never } }))).rejects.toThrow(/train\.trainTextEncoder: yes is not true or false/);
+    await expect(train(baseRun(await runDir(), {}, { trainTextEncoder: true }))).rejects.toThrow(/train\.trainTextEncoder applies when no method chooses the trainable weights, but toy-adapter does/);
 
     await expect(train(run(pipe, dir, { data: undefined }))).rejects.toThrow(/task "pretrain": give `data`/);
     await expect(train(run(pipe, dir, { concepts: [{ images, prompt: "w5" }] }))).rejects.toThrow(/not on concepts/);

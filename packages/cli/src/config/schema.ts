@@ -25,6 +25,7 @@ const trainShape = {
   adamEps: z.number().positive(),
   maxGradNorm: z.number().min(0),
   emaDecay: z.number().min(0).lt(1),
+  trainTextEncoder: z.boolean(),
   seed: z.number().int(),
   checkpointEvery: int(0),
   checkpointsTotalLimit: int(0),

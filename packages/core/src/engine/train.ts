@@ -72,6 +72,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     if (run.data) problems.push(`\`data\` is for task "pretrain"; task "${run.task}" trains on its concepts' images`);
   }
   if (!(o.emaDecay >= 0 && o.emaDecay < 1)) problems.push(`train.emaDecay: ${o.emaDecay} is not in [0, 1) (0 turns the weight average off; diffusers' default is 0.9999)`);
+  if (o.trainTextEncoder !== undefined && typeof o.trainTextEncoder !== "boolean") problems.push(`train.trainTextEncoder: ${String(o.trainTextEncoder)} is not true or false (leave it out for the task's default: pretrain trains the text encoder, other tasks do not)`);
   if (problems.length) throw new AptError("BAD_INPUT", problems.join("\n"));
   const emit = (e: TrainEvent) => run.onEvent?.(e);
   const started = performance.now();
@@ -92,11 +93,16 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     created.push({ name: m.name, method });
   }
   checkExclusiveHooks(created);
+  const choosing = created.filter((c) => c.method.trainable).map((c) => c.name);
+  if (o.trainTextEncoder !== undefined && choosing.length > 0) {
+    throw new AptError("BAD_INPUT", `train.trainTextEncoder applies when no method chooses the trainable weights, but ${choosing.join(", ")} ${choosing.length > 1 ? "do" : "does"}: leave it out and use the method's own option (e.g. lora's text_encoder_target_modules)`);
+  }
   await mkdir(run.runDir, { recursive: true });
   for (const c of created) await c.method.prepare?.(model);
 
   // Trainable set: the union of what methods choose; without any, the whole UNet
-  // (plain fine-tuning), and for pretraining the text encoder too.
+  // (plain fine-tuning) and, with train.trainTextEncoder (default: pretraining
+  // only), the text encoder too.
   const trainable = new Map<string, TrainableVar>();
   for (const c of created) {
     for (const [name, v] of Object.entries(c.method.trainable?.(model) ?? {})) {
@@ -106,7 +112,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   }
   if (trainable.size === 0) {
     for (const [name, v] of model.unet.namedParameters()) trainable.set(name, { variable: v, lrScale: 1 });
-    if (run.task === "pretrain") for (const [name, v] of model.textEncoder.namedParameters()) trainable.set(`text_encoder.${name}`, { variable: v, lrScale: 1 });
+    if (o.trainTextEncoder ?? run.task === "pretrain") for (const [name, v] of model.textEncoder.namedParameters()) trainable.set(`text_encoder.${name}`, { variable: v, lrScale: 1 });
   }
   const scales = [...new Set([...trainable.values()].map((t) => t.lrScale))].sort((a, b) => a - b);
   const optimizers = scales.map(

@@ -25,6 +25,13 @@ export interface TrainOptions {
    * completes the averages replace the weights (what is saved and exported).
    */
   emaDecay: number;
+  /**
+   * Whether the text encoder trains with the UNet when no method chooses the
+   * trainable weights (diffusers' `--train_text_encoder`). Unset: for task
+   * "pretrain" yes, otherwise no. false pretrains a UNet under a frozen text
+   * encoder, as Stable Diffusion under CLIP.
+   */
+  trainTextEncoder?: boolean;
   /** One seed owns noise, timesteps, data order and adapter init. */
   seed: number;
   /** Checkpoint every N steps (and at the end); 0: only at the end. */
