@@ -87,9 +87,11 @@ export function schedulerConfig(betaSchedule = SCHEDULER_CONFIG.beta_schedule) {
 /**
  * Initialises backend-cpu and builds the freshly initialised pipeline (UNet
  * variant and beta schedule by name). With `vae` (a trained AutoencoderKL
- * folder) the UNet denoises its latents: the variant must take them.
+ * folder) the UNet denoises its latents: the variant must take them. With
+ * `textEncoder` (a CLIPTextModel folder, scripts/train-text-encoder.mjs) the
+ * pipeline starts from that encoder instead of a random one.
  */
-export default async function createBaseModel({ unet = "shapes-s", betaSchedule = SCHEDULER_CONFIG.beta_schedule, vae } = {}) {
+export default async function createBaseModel({ unet = "shapes-s", betaSchedule = SCHEDULER_CONFIG.beta_schedule, vae, textEncoder } = {}) {
   const config = UNET_VARIANTS[unet];
   if (!config) throw new Error(`unet variant "${unet}" is not one of ${Object.keys(UNET_VARIANTS).join(", ")}`);
   await backend.init();
@@ -101,7 +103,7 @@ export default async function createBaseModel({ unet = "shapes-s", betaSchedule 
   }
   return new StableDiffusionPipeline({
     unet: UNet2DConditionModel.fromConfig(config, { seed: 1 }),
-    textEncoder: CLIPTextModel.fromConfig(TEXT_CONFIG, { seed: 2 }),
+    textEncoder: textEncoder ? await CLIPTextModel.fromPretrained(textEncoder) : CLIPTextModel.fromConfig(TEXT_CONFIG, { seed: 2 }),
     tokenizer: createTokenizer(),
     scheduler: new DDPMScheduler(schedulerConfig(betaSchedule)),
     vae: autoencoder,

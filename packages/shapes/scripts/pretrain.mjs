@@ -7,6 +7,7 @@
 //   node scripts/pretrain.mjs [--steps 6400] [--batch 16] [--run pretrain-run] [--out models/base]
 //        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--workers 2] [--high-noise 0]
 //        [--vae <AutoencoderKL folder> --unet shapes-l]   (a latent model)
+//        [--text-encoder <CLIPTextModel folder>]   (frozen: scripts/train-text-encoder.mjs, as SD under CLIP)
 //   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir] [--dtype float16]   (export only)
 // The defaults are the shipped model's recipe.
 import { existsSync } from "node:fs";
@@ -43,6 +44,8 @@ const { values: args } = parseArgs({
     "object-weight": { type: "string", default: "3" },
     // A trained AutoencoderKL folder (scripts/train-vae.mjs): the UNet then denoises its latents (--unet shapes-l).
     vae: { type: "string" },
+    // A text encoder trained first (scripts/train-text-encoder.mjs), kept frozen while the UNet trains.
+    "text-encoder": { type: "string" },
     // diffusers' EMAModel decay for the exported weights (0: the last weights, as the v3 model).
     "ema-decay": { type: "string", default: "0" },
     // The dtype of the exported weights (float16 halves the files; the model computes in float32).
@@ -54,6 +57,10 @@ const { values: args } = parseArgs({
 
 if (args.vae !== undefined && !existsSync(join(args.vae, "config.json"))) {
   console.error(`--vae: ${args.vae} holds no AutoencoderKL (config.json); train one first (node scripts/train-vae.mjs --out ${args.vae})`);
+  process.exit(2);
+}
+if (args["text-encoder"] !== undefined && !existsSync(join(args["text-encoder"], "config.json"))) {
+  console.error(`--text-encoder: ${args["text-encoder"]} holds no CLIPTextModel (config.json); train one first (node scripts/train-text-encoder.mjs --out ${args["text-encoder"]})`);
   process.exit(2);
 }
 if (!UNET_VARIANTS[args.unet]) {
@@ -91,7 +98,7 @@ if (!(Number.isInteger(workers) && workers >= 1)) {
 }
 let model;
 try {
-  model = await createBaseModel({ unet: args.unet, betaSchedule: args["beta-schedule"], vae: args.vae });
+  model = await createBaseModel({ unet: args.unet, betaSchedule: args["beta-schedule"], vae: args.vae, textEncoder: args["text-encoder"] });
 } catch (e) {
   console.error(`--unet/--vae: ${e.message}`);
   process.exit(2);
@@ -141,7 +148,8 @@ if (args.export !== undefined) {
   const averaged = Object.keys(ck.ema ?? {}).length > 0;
   const weights = averaged ? ck.ema : ck.trainable;
   for (const [name, v] of model.unet.namedParameters()) v.assign(weights[name]);
-  for (const [name, v] of model.textEncoder.namedParameters()) v.assign(weights[`text_encoder.${name}`]);
+  // A run under a frozen --text-encoder checkpointed none of it: the loaded encoder stays.
+  if (args["text-encoder"] === undefined) for (const [name, v] of model.textEncoder.namedParameters()) v.assign(weights[`text_encoder.${name}`]);
   console.log(`checkpoint ${path} (step ${ck.state.step}${averaged ? ", the weight average" : ""})`);
   await savePipeline(args.out);
   process.exit(0);
@@ -161,9 +169,11 @@ await train({
     ...DEFAULT_TRAIN_OPTIONS,
     steps: Number(args.steps), batchSize: Number(args.batch), lr: Number(args.lr), lrSchedule: "cosine", warmupSteps: 100,
     weightDecay: 1e-2, maxGradNorm: 1, emaDecay, seed: 0, checkpointEvery: 50, checkpointsTotalLimit: 2,
+    // A pretrained --text-encoder stays frozen; otherwise it trains with the UNet (the engine's pretrain default).
+    ...(args["text-encoder"] !== undefined ? { trainTextEncoder: false } : {}),
   },
-  // No method chooses trainable weights: every UNet and text-encoder weight trains.
-  ...(workers > 1 ? { replicas: { count: workers - 1, module: new URL("./base-model.mjs", import.meta.url), args: { unet: args.unet, betaSchedule: args["beta-schedule"], vae: args.vae } } } : {}),
+  // No method chooses trainable weights: every UNet weight trains, and the text encoder unless it is a frozen --text-encoder.
+  ...(workers > 1 ? { replicas: { count: workers - 1, module: new URL("./base-model.mjs", import.meta.url), args: { unet: args.unet, betaSchedule: args["beta-schedule"], vae: args.vae, textEncoder: args["text-encoder"] } } } : {}),
   methods: highNoise > 0 ? [{ plugin: highNoiseTimesteps, options: {}, name: highNoiseTimesteps.name }] : [],
   runDir,
   resume,
