@@ -129,7 +129,6 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   if (run.replicas) {
     const hooked = created.filter((c) => c.method.variants || c.method.weigh || c.method.losses || c.method.trainable).map((c) => c.name);
     if (hooked.length) throw new AptError("BAD_INPUT", `replicas: ${hooked.join(", ")} ${hooked.length > 1 ? "have" : "has"} per-sample hooks or trainable weights of its own, which run in one process only; drop \`replicas\` for this run`);
-    pool = await ReplicaPool.start(run.replicas, [...trainable.keys()]);
   }
 
   // ----------------------------------------------------------------- state
@@ -147,7 +146,6 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     const lackingAverage = o.emaDecay > 0 ? [...trainable.keys()].filter((n) => !ck.ema?.[n]) : [];
     if (missing.length || lackingAverage.length) {
       tf.dispose([...Object.values(ck.trainable), ...Object.values(ck.optimizer), ...Object.values(ck.ema ?? {})]);
-      await pool?.close();
       throw new AptError(
         "BAD_INPUT",
         missing.length
@@ -224,6 +222,8 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   const stopAt = run.stopAfter ?? Infinity;
 
   try {
+  // Replica threads start last, inside the try, so any earlier failure (a bad checkpoint) leaves none running.
+  if (run.replicas) pool = await ReplicaPool.start(run.replicas, [...trainable.keys()]);
   while (task < taskCount && step < stopAt) {
     const concept = run.concepts[task];
     if (taskStep === 0) {
