@@ -55,13 +55,13 @@ const { values: args } = parseArgs({
   },
 });
 
-if (args.vae !== undefined && !existsSync(join(args.vae, "config.json"))) {
-  console.error(`--vae: ${args.vae} holds no AutoencoderKL (config.json); train one first (node scripts/train-vae.mjs --out ${args.vae})`);
-  process.exit(2);
-}
-if (args["text-encoder"] !== undefined && !existsSync(join(args["text-encoder"], "config.json"))) {
-  console.error(`--text-encoder: ${args["text-encoder"]} holds no CLIPTextModel (config.json); train one first (node scripts/train-text-encoder.mjs --out ${args["text-encoder"]})`);
-  process.exit(2);
+// Folders of models trained before the UNet: the flag, what it holds, the script that makes it.
+for (const [flag, model, script] of [["vae", "AutoencoderKL", "train-vae.mjs"], ["text-encoder", "CLIPTextModel", "train-text-encoder.mjs"]]) {
+  const dir = args[flag];
+  if (dir !== undefined && !existsSync(join(dir, "config.json"))) {
+    console.error(`--${flag}: ${dir} holds no ${model} (config.json); train one first (node scripts/${script} --out ${dir})`);
+    process.exit(2);
+  }
 }
 if (!UNET_VARIANTS[args.unet]) {
   console.error(`--unet: "${args.unet}" is not one of ${Object.keys(UNET_VARIANTS).join(", ")}`);
@@ -100,7 +100,7 @@ let model;
 try {
   model = await createBaseModel({ unet: args.unet, betaSchedule: args["beta-schedule"], vae: args.vae, textEncoder: args["text-encoder"] });
 } catch (e) {
-  console.error(`--unet/--vae: ${e.message}`);
+  console.error(`--unet/--vae/--text-encoder: ${e.message}`);
   process.exit(2);
 }
 
