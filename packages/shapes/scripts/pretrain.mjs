@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // Pretrains the ShapeWorld base model from scratch through @apt/core's engine
-// (a "pretrain" run: every UNet and text-encoder weight trainable, batches
-// rendered on the fly from the seeded world, held-out shape × colour pairs never
-// shown). Resumes from its latest checkpoint; writes the diffusers folder at the end.
+// (a "pretrain" run: every UNet weight trainable under a text encoder trained
+// first and frozen, batches rendered on the fly from the seeded world, held-out
+// shape × colour pairs never shown). Resumes from its latest checkpoint; writes
+// the diffusers folder at the end. `pnpm --filter @apt/shapes pretrain` runs
+// scripts/train-text-encoder.mjs first (into <run>/text-encoder), then this.
 //
 //   node scripts/pretrain.mjs [--steps 6400] [--batch 16] [--run pretrain-run] [--out models/base]
 //        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--workers 2] [--high-noise 0]
 //        [--vae <AutoencoderKL folder> --unet shapes-l]   (a latent model)
-//        [--text-encoder <CLIPTextModel folder>]   (frozen: scripts/train-text-encoder.mjs, as SD under CLIP)
+//        [--text-encoder <CLIPTextModel folder>|joint]   (default <run>/text-encoder, frozen, as SD under CLIP;
+//                                                   joint: trained from scratch with the UNet, as the v3 model)
 //   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir] [--dtype float16]   (export only)
 // The defaults are the shipped model's recipe.
 import { existsSync } from "node:fs";
@@ -45,6 +48,7 @@ const { values: args } = parseArgs({
     // A trained AutoencoderKL folder (scripts/train-vae.mjs): the UNet then denoises its latents (--unet shapes-l).
     vae: { type: "string" },
     // A text encoder trained first (scripts/train-text-encoder.mjs), kept frozen while the UNet trains.
+    // Default <run>/text-encoder (where train-text-encoder.mjs writes it); "joint" trains a fresh one with the UNet.
     "text-encoder": { type: "string" },
     // diffusers' EMAModel decay for the exported weights (0: the last weights, as the v3 model).
     "ema-decay": { type: "string", default: "0" },
@@ -55,6 +59,8 @@ const { values: args } = parseArgs({
   },
 });
 
+args["text-encoder"] ??= join(args.run, "text-encoder");
+if (args["text-encoder"] === "joint") args["text-encoder"] = undefined;
 // Folders of models trained before the UNet: the flag, what it holds, the script that makes it.
 for (const [flag, model, script] of [["vae", "AutoencoderKL", "train-vae.mjs"], ["text-encoder", "CLIPTextModel", "train-text-encoder.mjs"]]) {
   const dir = args[flag];

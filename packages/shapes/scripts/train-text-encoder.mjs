@@ -11,7 +11,12 @@
 // CLIPTextModel folder, with its accuracy on fresh prompts and how far apart it
 // puts prompts that differ in one word (the shape word, the colour word).
 //
-//   node scripts/train-text-encoder.mjs [--steps 1500] [--batch 64] [--out .scratch/text-encoder]
+// The first stage of the shipped recipe (`pnpm --filter @apt/shapes pretrain`
+// runs it, then pretrain.mjs, whose --text-encoder defaults to the same folder);
+// a folder that already holds an encoder is kept, so the recipe resumes.
+//
+//   node scripts/train-text-encoder.mjs [--steps 1500] [--batch 64] [--out pretrain-run/text-encoder]
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -30,9 +35,13 @@ const { values: args } = parseArgs({
     batch: { type: "string", default: "64" },
     lr: { type: "string", default: "1e-3" },
     seed: { type: "string", default: "2" },
-    out: { type: "string", default: join(here, "..", ".scratch", "text-encoder") },
+    out: { type: "string", default: join(here, "..", "pretrain-run", "text-encoder") },
   },
 });
+if (existsSync(join(args.out, "config.json")) && existsSync(join(args.out, "model.safetensors"))) {
+  console.log(`${args.out} already holds a trained text encoder; kept (delete the folder to train it again)`);
+  process.exit(0);
+}
 const num = (name, opts) => numberFlag(args, name, opts);
 const steps = num("steps", { integer: true, min: 1 });
 const batchSize = num("batch", { integer: true, min: 1 });
