@@ -53,7 +53,7 @@ export { DEFAULT_TRAIN_OPTIONS, type LrSchedule, type ResolvedMethod, type TaskK
 export { train, pluginSeed } from "./engine/train.js";
 export { emaDecayAt, WeightAverage } from "./engine/ema.js";
 export { ReplicaPool, type ReplicaOptions, type ShardRequest, type ShardResult } from "./engine/replicas.js";
-export { baseLoss, perSampleSquaredError } from "./engine/loss.js";
+export { baseLoss, minSnrWeight, perSampleSquaredError } from "./engine/loss.js";
 export { checkMethodSet, checkExclusiveHooks } from "./engine/methods.js";
 export { learningRate } from "./engine/schedule.js";
 export { listCheckpoints, readCheckpoint, resolveCheckpoint, writeCheckpoint, checkpointDir, type CheckpointContents, type CheckpointState } from "./engine/checkpoint.js";

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
-import { AptError, DEFAULT_TRAIN_OPTIONS, emaDecayAt, listCheckpoints, perSampleSquaredError, readCheckpoint, train, type MethodPlugin, type ResolvedMethod, type StandardSchemaV1, type TrainEvent, type TrainRun } from "@apt/core";
+import { AptError, DEFAULT_TRAIN_OPTIONS, emaDecayAt, listCheckpoints, minSnrWeight, perSampleSquaredError, readCheckpoint, train, type MethodPlugin, type ResolvedMethod, type StandardSchemaV1, type TrainEvent, type TrainRun } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
 import { CLIPTextModel, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel, WordLevelTokenizer } from "../src/index.js";
 
@@ -385,6 +385,54 @@ describe("training engine", () => {
     tf.dispose([pred, target, mask]);
     const bad = (n: number) => ({ images: tf.zeros([n, 8, 8, 3]) as tf.Tensor4D, items: Array.from({ length: n }, () => ({ prompt: "w5", kind: "instance", weight: 1 })), lossWeights: tf.ones([n, 4, 4, 1]) as tf.Tensor4D });
     await expect(train({ model: pipe, task: "pretrain", concepts: [], data: bad, methods: [], runDir: await runDir(), train: { ...DEFAULT_TRAIN_OPTIONS, steps: 1, batchSize: 2 } })).rejects.toThrow(/lossWeights \[2, 4, 4, 1\] must be \[2, 8, 8, 1\]/);
+  });
+
+  it("snrGamma: min-SNR-γ weighs each sample's base loss by diffusers' formula, the same with a replica thread; a bad value fails naming it", async () => {
+    // diffusers: min(SNR, γ) / SNR (ε), / (SNR + 1) (v), min(SNR, γ) (x₀); ε at SNR 0 takes the limit 1.
+    const snrs = [0, 0.5, 5, 100];
+    expect(snrs.map((x) => minSnrWeight(x, 5, "epsilon"))).toEqual([1, 1, 1, 0.05]);
+    expect(snrs.map((x) => minSnrWeight(x, 5, "v_prediction"))).toEqual([0, 0.5 / 1.5, 5 / 6, 5 / 101]);
+    expect(snrs.map((x) => minSnrWeight(x, 5, "sample"))).toEqual([0, 0.5, 5, 5]);
+
+    const data = (n: number, info: { rng: { uniform(): number } }) => ({
+      images: tf.tensor4d(Float32Array.from({ length: n * 8 * 8 * 3 }, () => info.rng.uniform() * 2 - 1), [n, 8, 8, 3]),
+      items: Array.from({ length: n }, (_, i) => ({ prompt: `w${5 + i} w9`, kind: "instance", weight: 1 + i })),
+    });
+    // Fixed timesteps across the SNR range (the fixture's DDPM: ε-prediction); with `capture`, each step's per-sample losses and SNRs.
+    const seen: { losses: number[]; snr: number[] }[] = [];
+    const fixed = (capture: boolean): MethodPlugin<Record<string, unknown>> => ({
+      apiVersion: 1, name: "fixed-timesteps", options: anyOptions,
+      create: () => ({
+        timesteps: (n) => Int32Array.from({ length: n }, (_, i) => [950, 400, 20][i % 3]!),
+        ...(capture ? { losses: (st) => (seen.push({ losses: Array.from(st.perSampleLoss.dataSync()), snr: Array.from(st.snr) }), {}) } : {}),
+      }),
+    });
+    const firstLoss = async (snrGamma: number, capture: boolean, replicas?: TrainRun["replicas"]) => {
+      const m = await fresh();
+      let loss = Number.NaN;
+      await train({
+        model: m, task: "pretrain", concepts: [], data, methods: methods(fixed(capture)), runDir: await runDir(),
+        train: { ...DEFAULT_TRAIN_OPTIONS, steps: 1, batchSize: 3, lr: 1e-3, checkpointEvery: 0, seed: 5, snrGamma },
+        ...(replicas ? { replicas } : {}),
+        onEvent: (e) => void (e.type === "step" && (loss = e.loss)),
+      });
+      m.dispose();
+      return loss;
+    };
+    const plain = await firstLoss(0, true);
+    const weighed = await firstLoss(1, true);
+    const [a, b] = seen;
+    expect(a!.losses).toEqual(b!.losses); // same seed, same timesteps: the same per-sample losses
+    expect(a!.snr[2]).toBeGreaterThan(1); // t = 20 is weighed down, t = 400 and 950 are not
+    expect(a!.snr[0]).toBeLessThan(1);
+    const items = [1, 2, 3];
+    expect(plain).toBeCloseTo(a!.losses.reduce((acc, l, i) => acc + items[i]! * l, 0) / 3, 5);
+    expect(weighed).toBeCloseTo(a!.losses.reduce((acc, l, i) => acc + items[i]! * minSnrWeight(a!.snr[i]!, 1, "epsilon") * l, 0) / 3, 5);
+    expect(weighed).not.toBeCloseTo(plain, 3);
+    // A replica thread weighs its slice (the last sample, t = 20) the same way.
+    const replica = { count: 1, module: new URL("./fixtures/replica-model.mjs", import.meta.url), args: { fixture, vocab } };
+    expect(await firstLoss(1, false, replica)).toBeCloseTo(weighed, 5);
+    await expect(train({ ...baseRun(await runDir()), train: { ...DEFAULT_TRAIN_OPTIONS, snrGamma: -1 } })).rejects.toThrow(/train\.snrGamma: -1 is not a number ≥ 0/);
   });
 
   it("splits pretraining batches with a replica thread: the same update as one process, up to float order (with and without per-pixel loss weights)", async () => {

@@ -7,7 +7,7 @@
 // scripts/train-text-encoder.mjs first (into <run>/text-encoder), then this.
 //
 //   node scripts/pretrain.mjs [--steps 6400] [--batch 16] [--run pretrain-run] [--out models/base]
-//        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--workers 2] [--high-noise 0]
+//        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--workers 2] [--high-noise 0] [--snr-gamma 0]
 //        [--vae <AutoencoderKL folder> --unet shapes-l]   (a latent model)
 //        [--text-encoder <CLIPTextModel folder>|joint]   (default <run>/text-encoder, frozen, as SD under CLIP;
 //                                                   joint: trained from scratch with the UNet, as the v3 model)
@@ -52,6 +52,8 @@ const { values: args } = parseArgs({
     "text-encoder": { type: "string" },
     // diffusers' EMAModel decay for the exported weights (0: the last weights, as the v3 model).
     "ema-decay": { type: "string", default: "0" },
+    // γ of min-SNR-γ loss weighting (the engine's train.snrGamma; 0: off, as the shipped model).
+    "snr-gamma": { type: "string", default: "0" },
     // The dtype of the exported weights (float16 halves the files; the model computes in float32).
     dtype: { type: "string", default: "float32" },
     // Threads that share each batch (tfjs's WASM backend uses one core each): 2 on this machine.
@@ -91,6 +93,11 @@ if (!(objectWeight >= 0)) {
 const emaDecay = Number(args["ema-decay"]);
 if (!(emaDecay >= 0 && emaDecay < 1)) {
   console.error(`--ema-decay: ${args["ema-decay"]} is not in [0, 1)`);
+  process.exit(2);
+}
+const snrGamma = Number(args["snr-gamma"]);
+if (!(snrGamma >= 0)) {
+  console.error(`--snr-gamma: ${args["snr-gamma"]} is not a number ≥ 0`);
   process.exit(2);
 }
 if (!SAVE_DTYPES.includes(args.dtype)) {
@@ -174,7 +181,7 @@ await train({
   train: {
     ...DEFAULT_TRAIN_OPTIONS,
     steps: Number(args.steps), batchSize: Number(args.batch), lr: Number(args.lr), lrSchedule: "cosine", warmupSteps: 100,
-    weightDecay: 1e-2, maxGradNorm: 1, emaDecay, seed: 0, checkpointEvery: 50, checkpointsTotalLimit: 2,
+    weightDecay: 1e-2, maxGradNorm: 1, emaDecay, snrGamma, seed: 0, checkpointEvery: 50, checkpointsTotalLimit: 2,
     // A pretrained --text-encoder stays frozen; otherwise it trains with the UNet (the engine's pretrain default).
     ...(args["text-encoder"] !== undefined ? { trainTextEncoder: false } : {}),
   },

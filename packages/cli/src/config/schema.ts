@@ -26,6 +26,7 @@ const trainShape = {
   maxGradNorm: z.number().min(0),
   emaDecay: z.number().min(0).lt(1),
   trainTextEncoder: z.boolean(),
+  snrGamma: z.number().min(0),
   seed: z.number().int(),
   checkpointEvery: int(0),
   checkpointsTotalLimit: int(0),

@@ -22,6 +22,19 @@ export function perSampleSquaredError(prediction: tf.Tensor4D, target: tf.Tensor
   });
 }
 
+/**
+ * The min-SNR-γ weight of one sample (Hang et al. 2023), as diffusers' training
+ * scripts compute it: min(SNR, γ) divided by the weight the prediction type's
+ * loss already puts on x₀'s error (SNR for ε, SNR + 1 for v, 1 for x₀). For ε
+ * it is written min(1, γ / SNR), its limit at SNR = 0 (zero terminal SNR),
+ * where diffusers' quotient is 0 / 0.
+ */
+export function minSnrWeight(snr: number, gamma: number, predictionType: string): number {
+  if (predictionType === "v_prediction") return Math.min(snr, gamma) / (snr + 1);
+  if (predictionType === "sample") return Math.min(snr, gamma);
+  return Math.min(1, gamma / snr);
+}
+
 export function baseLoss(model: TrainingModel, x0: tf.Tensor4D, noise: tf.Tensor4D, timesteps: Int32Array, prompts: string[], itemWeights: number[], nInstance: number, pixelWeights?: tf.Tensor4D): tf.Scalar {
   return tf.tidy(() => {
     const xt = model.scheduler.addNoise(x0, noise, timesteps) as tf.Tensor4D;

@@ -2,7 +2,8 @@
  * The training engine: runs a personalization, continual or pretraining task from a
  * resolved config with any mix of method plugins. One step, as DESIGN.md draws
  * it: data → augment → timesteps → noise → forward (all prompt variants in one
- * batch; observers capture) → per-sample base loss (weighed) + method losses →
+ * batch; observers capture) → per-sample base loss (weighed: items, min-SNR-γ,
+ * plugins) + method losses →
  * gradients of the trainable set → clip → AdamW → weight average (emaDecay)
  * → afterStep → log, sample, checkpoint.
  *
@@ -25,7 +26,7 @@ import { readCheckpoint, resolveCheckpoint, writeCheckpoint, type DataOrder } fr
 import type { TrainEvent, TrainRun, TrainSummary } from "./types.js";
 import { ReplicaPool } from "./replicas.js";
 import { WeightAverage } from "./ema.js";
-import { baseLoss, perSampleSquaredError } from "./loss.js";
+import { baseLoss, minSnrWeight, perSampleSquaredError } from "./loss.js";
 
 interface Created {
   name: string;
@@ -72,6 +73,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     if (run.data) problems.push(`\`data\` is for task "pretrain"; task "${run.task}" trains on its concepts' images`);
   }
   if (!(o.emaDecay >= 0 && o.emaDecay < 1)) problems.push(`train.emaDecay: ${o.emaDecay} is not in [0, 1) (0 turns the weight average off; diffusers' default is 0.9999)`);
+  if (!(Number.isFinite(o.snrGamma) && o.snrGamma >= 0)) problems.push(`train.snrGamma: ${o.snrGamma} is not a number ≥ 0 (0 turns min-SNR weighting off; the paper's value is 5)`);
   if (o.trainTextEncoder !== undefined && typeof o.trainTextEncoder !== "boolean") problems.push(`train.trainTextEncoder: ${String(o.trainTextEncoder)} is not true or false (leave it out for the task's default: pretrain trains the text encoder, other tasks do not)`);
   if (problems.length) throw new AptError("BAD_INPUT", problems.join("\n"));
   const emit = (e: TrainEvent) => run.onEvent?.(e);
@@ -346,12 +348,15 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     const tT = tf.tensor1d(timesteps, "int32");
     const snr = model.scheduler.snr(timesteps);
     const lr = learningRate(o.lr, o.lrSchedule, step + 1, totalSteps, o.warmupSteps);
+    // Each sample's weight in the base loss: its item's, times min-SNR-γ's for its timestep (train.snrGamma).
+    const predictionType = model.scheduler.config.prediction_type;
+    const sampleWeights = batch.items.map((it, i) => it.weight * (o.snrGamma > 0 ? minSnrWeight(snr[i]!, o.snrGamma, predictionType) : 1));
     const nInstance = Math.max(1, batch.items.filter((it) => it.kind === "instance").length);
     const termNames: string[] = [];
     let values: number[];
     let grads: tf.NamedTensorMap;
     if (pool) {
-      ({ values, grads } = await parallelGrads(batch, x0, noise, timesteps, nInstance, pixelWeights));
+      ({ values, grads } = await parallelGrads(batch, sampleWeights, x0, noise, timesteps, nInstance, pixelWeights));
       termNames.push("base");
     } else {
       let termValues: tf.Tensor | undefined;
@@ -373,7 +378,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
           return { ...info, batch, x0, noise, timesteps, t: tT, xt, target, prediction, variants, perSampleLoss, snr, model };
         };
         const states = methodVariants.map(({ c, list }) => ({ c, s: stateFor(list) }));
-        let weights: tf.Tensor1D = tf.tensor1d(batch.items.map((it) => it.weight));
+        let weights: tf.Tensor1D = tf.tensor1d(sampleWeights);
         for (const { c, s } of states) if (c.method.weigh) weights = tf.mul(weights, c.method.weigh(s)) as tf.Tensor1D;
         const terms: tf.Scalar[] = [tf.div(tf.sum(tf.mul(weights, perSampleLoss)), nInstance) as tf.Scalar];
         termNames.push("base");
@@ -422,7 +427,7 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
   }
 
   /** Splits the batch between this thread and the replicas; the sum of the slices' base-loss gradients, by variable name. */
-  async function parallelGrads(batch: Batch, x0: tf.Tensor4D, noise: tf.Tensor4D, timesteps: Int32Array, nInstance: number, pixelWeights: tf.Tensor4D | undefined): Promise<{ values: number[]; grads: tf.NamedTensorMap }> {
+  async function parallelGrads(batch: Batch, sampleWeights: number[], x0: tf.Tensor4D, noise: tf.Tensor4D, timesteps: Int32Array, nInstance: number, pixelWeights: tf.Tensor4D | undefined): Promise<{ values: number[]; grads: tf.NamedTensorMap }> {
     const b = batch.items.length;
     const parts = pool!.size + 1;
     const bounds = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * b) / parts));
@@ -435,10 +440,10 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     const weights = Object.fromEntries([...trainable].map(([n, t]) => [n, t.variable.dataSync() as Float32Array]));
     const slice = (i: number) => {
       const [s, e] = [bounds[i]!, bounds[i + 1]!];
-      return { s, e, items: batch.items.slice(s, e) };
+      return { s, e, items: batch.items.slice(s, e), itemWeights: sampleWeights.slice(s, e) };
     };
     const remote = Array.from({ length: pool!.size }, (_, k) => {
-      const { s, e, items } = slice(k + 1);
+      const { s, e, items, itemWeights } = slice(k + 1);
       return pool!.compute(k, {
         weights,
         x0: x0Data.slice(s * per, e * per),
@@ -446,17 +451,17 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
         shape: [e - s, h, w, c],
         timesteps: timesteps.slice(s, e),
         prompts: items.map((it) => it.prompt),
-        itemWeights: items.map((it) => it.weight),
+        itemWeights,
         ...(pixelData ? { lossWeights: pixelData.slice(s * h * w, e * h * w) } : {}),
         nInstance,
       });
     });
-    const { s, e, items } = slice(0);
+    const { s, e, items, itemWeights } = slice(0);
     const local = tf.variableGrads(() => {
       const x = tf.slice(x0, [s, 0, 0, 0], [e - s, -1, -1, -1]) as tf.Tensor4D;
       const n = tf.slice(noise, [s, 0, 0, 0], [e - s, -1, -1, -1]) as tf.Tensor4D;
       const m = pixelWeights && (tf.slice(pixelWeights, [s, 0, 0, 0], [e - s, -1, -1, -1]) as tf.Tensor4D);
-      return baseLoss(model, x, n, timesteps.slice(s, e), items.map((it) => it.prompt), items.map((it) => it.weight), nInstance, m);
+      return baseLoss(model, x, n, timesteps.slice(s, e), items.map((it) => it.prompt), itemWeights, nInstance, m);
     }, varList);
     const results = await Promise.all(remote);
     let base = local.value.dataSync()[0]!;

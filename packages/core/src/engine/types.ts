@@ -32,6 +32,14 @@ export interface TrainOptions {
    * encoder, as Stable Diffusion under CLIP.
    */
   trainTextEncoder?: boolean;
+  /**
+   * γ of min-SNR-γ loss weighting (Hang et al. 2023; diffusers' `--snr_gamma`,
+   * kohya's `--min_snr_gamma`): each sample's base loss is weighed by
+   * min(SNR(t), γ) over the weight its prediction type already carries —
+   * min(SNR, γ) / SNR for ε, min(SNR, γ) / (SNR + 1) for v, min(SNR, γ) for x₀.
+   * 0 disables it (every timestep weighs 1).
+   */
+  snrGamma: number;
   /** One seed owns noise, timesteps, data order and adapter init. */
   seed: number;
   /** Checkpoint every N steps (and at the end); 0: only at the end. */
@@ -57,6 +65,7 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   adamEps: 1e-8,
   maxGradNorm: 1,
   emaDecay: 0,
+  snrGamma: 0,
   seed: 0,
   checkpointEvery: 100,
   checkpointsTotalLimit: 0,
