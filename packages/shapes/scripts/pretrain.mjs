@@ -22,6 +22,7 @@ import { tf, DEFAULT_TRAIN_OPTIONS, listCheckpoints, readCheckpoint, resolveChec
 import { BETA_SCHEDULES, DDIMScheduler, SAVE_DTYPES } from "@apt/diffusion";
 import { renderBatch, sampleAttributes, samplePrompt } from "../dist/index.js";
 import createBaseModel, { UNET_VARIANTS, schedulerConfig } from "./base-model.mjs";
+import { numberFlag } from "./training-helpers.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -95,11 +96,7 @@ if (!(emaDecay >= 0 && emaDecay < 1)) {
   console.error(`--ema-decay: ${args["ema-decay"]} is not in [0, 1)`);
   process.exit(2);
 }
-const snrGamma = Number(args["snr-gamma"]);
-if (!(snrGamma >= 0)) {
-  console.error(`--snr-gamma: ${args["snr-gamma"]} is not a number ≥ 0`);
-  process.exit(2);
-}
+const snrGamma = numberFlag(args, "snr-gamma", { min: 0 });
 if (!SAVE_DTYPES.includes(args.dtype)) {
   console.error(`--dtype: "${args.dtype}" is not one of ${SAVE_DTYPES.join(", ")}`);
   process.exit(2);

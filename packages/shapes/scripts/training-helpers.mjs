@@ -1,4 +1,4 @@
-// Helpers the training scripts (train-evaluator.mjs, train-vae.mjs) share.
+// Helpers the training scripts (train-evaluator.mjs, train-vae.mjs, train-text-encoder.mjs, pretrain.mjs) share.
 import { tf } from "@apt/core";
 
 /** A numeric flag of parseArgs' `values`, or exit 2 naming the flag. */
