@@ -6,7 +6,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { AdamW, AptError, readSafetensors, writeSafetensors, type AttentionProcessor, type ModuleAdapter } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
-import { CLIPTextModel, UNet2DConditionModel, defaultAttentionProcessor, parseUNetConfig } from "../src/index.js";
+import { CLIPTextModel, UNet2DConditionModel, defaultAttentionProcessor, parseUNetConfig, toDiffusersLayout } from "../src/index.js";
 
 const fixture = join(import.meta.dirname, "..", "..", "..", "..", "shared", "fixtures", "shapes-s-parity");
 const ATTN = "down_blocks.1.attentions.0.transformer_blocks.0";
@@ -368,6 +368,58 @@ describe('addition_embed_type "text" (diffusers TextTimeEmbedding)', () => {
     ]);
     expect(() => UNet2DConditionModel.fromConfig({ ...config, addition_embed_type_num_heads: 5 })).toThrow(/addition_embed_type_num_heads.*must divide cross_attention_dim = 16/);
     expect(() => UNet2DConditionModel.fromConfig({ ...config, addition_embed_type: "text_time" })).toThrow(/addition_embed_type/);
+    model.dispose();
+  });
+});
+
+describe('resnet_time_scale_shift "scale_shift" (ADM\'s adaptive GroupNorm)', () => {
+  // scripts/make-scale-shift-fixture.py: diffusers' ResnetBlock2D "scale_shift" in PyTorch, float64.
+  const dir = join(import.meta.dirname, "fixtures", "unet-scale-shift");
+
+  it("matches PyTorch: the output and the gradients of every time_emb_proj and norm2", async () => {
+    const model = await UNet2DConditionModel.fromPretrained(dir);
+    expect(model.config.resnet_time_scale_shift).toBe("scale_shift");
+    const gold = (await readSafetensors(join(dir, "golden.safetensors"))).tensors;
+    const T = (name: string) => tf.tensor(gold[name]!.data as Float32Array | Int32Array, gold[name]!.shape, gold[name]!.dtype === "I32" ? "int32" : "float32");
+    const nhwc = (x: tf.Tensor) => tf.transpose(x, [0, 2, 3, 1]) as tf.Tensor4D;
+    const [context, sample, timestep, target, want] = [T("context") as tf.Tensor3D, nhwc(T("sample")), T("t") as tf.Tensor1D, nhwc(T("target")), nhwc(T("out"))];
+    const out = tf.tidy(() => model.forward(sample, timestep, context));
+    expect(await maxDiff(out, want)).toBeLessThan(1e-4);
+
+    const specs = [...model.namedParamSpecs()].filter(([n]) => gold[`grad.${n}`] !== undefined);
+    expect(specs.length).toBe(Object.keys(gold).filter((k) => k.startsWith("grad.")).length);
+    const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(tf.sub(model.forward(sample, timestep, context), target))) as tf.Scalar, specs.map(([, s]) => s.variable!));
+    expect(value.dataSync()[0]!).toBeCloseTo((gold.loss!.data as Float32Array)[0]!, 5);
+    for (const [name, spec] of specs) {
+      const got = tf.tidy(() => toDiffusersLayout(grads[spec.variable!.name]!, spec.layout));
+      const ref = T(`grad.${name}`);
+      const rel = tf.tidy(() => tf.norm(tf.sub(got, ref)).dataSync()[0]! / tf.norm(ref).dataSync()[0]!);
+      expect(rel, name).toBeLessThan(1e-4);
+      tf.dispose([got, ref]);
+    }
+
+    // The same weights read as "default" cannot load: time_emb_proj has 2·C outputs there.
+    const raw = { ...model.toConfig() } as Record<string, unknown>;
+    delete raw.resnet_time_scale_shift;
+    const plainModel = new UNet2DConditionModel(parseUNetConfig(raw));
+    await expect(plainModel.loadWeights(join(dir, "diffusion_pytorch_model.safetensors"))).rejects.toThrow(/time_emb_proj/);
+    plainModel.dispose();
+    model.dispose();
+    tf.dispose([context, sample, timestep, target, want, out, value, ...Object.values(grads)]);
+  });
+
+  it("round-trips its config; other values fail naming the field", async () => {
+    const model = await UNet2DConditionModel.fromPretrained(dir);
+    const reloaded = await tmp();
+    await model.savePretrained(reloaded);
+    expect(JSON.parse(await readFile(join(reloaded, "config.json"), "utf8")).resnet_time_scale_shift).toBe("scale_shift");
+    const again = await UNet2DConditionModel.fromPretrained(reloaded);
+    // [in, out] as tfjs stores it: 2 × 16 outputs, a scale and a shift per channel.
+    expect(again.namedParameters().get("down_blocks.0.resnets.0.time_emb_proj.weight")!.shape).toEqual([64, 32]);
+    // "default" is diffusers' default and stays out of the written config, as before.
+    expect(unet.toConfig().resnet_time_scale_shift).toBeUndefined();
+    expect(() => UNet2DConditionModel.fromConfig({ ...model.toConfig(), resnet_time_scale_shift: "ada_group" })).toThrow(/resnet_time_scale_shift.*"scale_shift"/);
+    again.dispose();
     model.dispose();
   });
 });

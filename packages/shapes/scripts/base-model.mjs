@@ -31,6 +31,13 @@ export const UNET_VARIANTS = {
   "shapes-s": UNET_CONFIG,
   "shapes-s-attn8": ATTN8_CONFIG,
   "shapes-t": TEXT_TIME_CONFIG,
+  // shapes-t with ADM's adaptive GroupNorm (diffusers' resnet_time_scale_shift
+  // "scale_shift"): the time + pooled-prompt embedding scales and shifts every
+  // ResnetBlock2D after its norm2, where a bias added before it (shapes-t) is
+  // partly normalized away — the prompt reaches the 32×32 and 16×16 levels,
+  // which have no cross-attention, as more than an offset. 1,512,387 parameters
+  // (shapes-t: 1,433,955).
+  "shapes-t-scale-shift": { ...TEXT_TIME_CONFIG, resnet_time_scale_shift: "scale_shift" },
   // shapes-t with a 4×4 level and 128 channels at 8×8 and 4×4, where a sample
   // commits to a shape (DDPM's CIFAR UNet also goes down to 4×4): 4.5× the
   // parameters for about 1.4× the step time.

@@ -13,7 +13,7 @@ import { silu } from "../nn/functional.js";
 import { ConfigReader, DiffusersModel, readJson } from "../nn/model.js";
 import type { ForwardContext } from "../nn/module.js";
 import { TextTimeEmbedding } from "./embeddings.js";
-import { DownBlock, MidBlock, UpBlock } from "./unet_blocks.js";
+import { DownBlock, MidBlock, UpBlock, type TimeEmbeddingNorm } from "./unet_blocks.js";
 
 const DOWN_TYPES = ["DownBlock2D", "CrossAttnDownBlock2D"] as const;
 const UP_TYPES = ["UpBlock2D", "CrossAttnUpBlock2D"] as const;
@@ -43,6 +43,8 @@ export interface UNet2DConditionConfig {
   addition_embed_type: "text" | null;
   /** Heads of that pooling (diffusers' default 64). */
   addition_embed_type_num_heads: number;
+  /** How every ResnetBlock2D takes the time embedding: "default" (a bias) or "scale_shift" (ADM's adaptive GroupNorm). */
+  resnet_time_scale_shift: TimeEmbeddingNorm;
 }
 
 /** Reads a diffusers UNet config; unsupported values fail naming the field. */
@@ -73,7 +75,6 @@ export function parseUNetConfig(raw: Record<string, unknown>, source = "unet con
     ["time_cond_proj_dim", [null]],
     ["only_cross_attention", [false]],
     ["dual_cross_attention", [false]],
-    ["resnet_time_scale_shift", ["default"]],
     ["mid_block_scale_factor", [1]],
     ["conv_in_kernel", [3]],
     ["conv_out_kernel", [3]],
@@ -119,6 +120,7 @@ export function parseUNetConfig(raw: Record<string, unknown>, source = "unet con
     act_fn: "silu",
     addition_embed_type: addition,
     addition_embed_type_num_heads: additionHeads,
+    resnet_time_scale_shift: r.string("resnet_time_scale_shift", ["default", "scale_shift"] as const, "default"),
   };
 }
 
@@ -185,11 +187,11 @@ export class UNet2DConditionModel extends DiffusersModel {
     c.down_block_types.forEach((type, i) => {
       const input = out;
       out = ch[i]!;
-      const block = new DownBlock(input, out, this.tembChannels, c.layers_per_block[i]!, g, eps, i < n - 1, c.downsample_padding, type === "CrossAttnDownBlock2D" ? attn(i) : null);
+      const block = new DownBlock(input, out, this.tembChannels, c.layers_per_block[i]!, g, eps, i < n - 1, c.downsample_padding, type === "CrossAttnDownBlock2D" ? attn(i) : null, c.resnet_time_scale_shift);
       this.downBlocks.push(downs.set(String(i), block));
     });
 
-    this.midBlock = this.add("mid_block", new MidBlock(ch[n - 1]!, this.tembChannels, g, eps, attn(n - 1)));
+    this.midBlock = this.add("mid_block", new MidBlock(ch[n - 1]!, this.tembChannels, g, eps, attn(n - 1), c.resnet_time_scale_shift));
 
     const ups = this.add("up_blocks", new Container());
     const rch = [...ch].reverse();
@@ -202,7 +204,7 @@ export class UNet2DConditionModel extends DiffusersModel {
       out = rch[i]!;
       const input = rch[Math.min(i + 1, n - 1)]!;
       const attention = type === "CrossAttnUpBlock2D" ? { heads: rheads[i]!, crossAttentionDim: c.cross_attention_dim, linearProjection: c.use_linear_projection, transformerLayers: rtl[i]! } : null;
-      this.upBlocks.push(ups.set(String(i), new UpBlock(input, prev, out, this.tembChannels, rlayers[i]! + 1, g, eps, i < n - 1, attention)));
+      this.upBlocks.push(ups.set(String(i), new UpBlock(input, prev, out, this.tembChannels, rlayers[i]! + 1, g, eps, i < n - 1, attention, c.resnet_time_scale_shift)));
     });
 
     this.convNormOut = this.add("conv_norm_out", new GroupNorm(g, ch[0]!, eps));
@@ -233,6 +235,7 @@ export class UNet2DConditionModel extends DiffusersModel {
       transformer_layers_per_block: c.transformer_layers_per_block.every((l) => l === c.transformer_layers_per_block[0]) ? c.transformer_layers_per_block[0] : c.transformer_layers_per_block,
       downsample_padding: c.downsample_padding,
       ...(c.addition_embed_type ? { addition_embed_type: c.addition_embed_type, addition_embed_type_num_heads: c.addition_embed_type_num_heads } : {}),
+      ...(c.resnet_time_scale_shift !== "default" ? { resnet_time_scale_shift: c.resnet_time_scale_shift } : {}),
     };
   }
 

@@ -15,6 +15,14 @@ export interface FeaturePoint {
   readonly featurePoint: true;
 }
 
+/**
+ * How a ResnetBlock2D takes the time embedding (diffusers' `resnet_time_scale_shift`):
+ * "default" adds it as a per-channel bias before norm2; "scale_shift" (ADM's
+ * adaptive GroupNorm) projects it to a scale and a shift applied after norm2,
+ * where the normalization cannot remove it.
+ */
+export type TimeEmbeddingNorm = "default" | "scale_shift";
+
 export class ResnetBlock2D extends Module implements FeaturePoint {
   readonly featurePoint = true;
   readonly norm1: GroupNorm;
@@ -24,11 +32,18 @@ export class ResnetBlock2D extends Module implements FeaturePoint {
   readonly conv2: Conv2d;
   readonly convShortcut: Conv2d | null;
 
-  constructor(inChannels: number, outChannels: number, tembChannels: number, groups: number, eps: number) {
+  constructor(
+    inChannels: number,
+    outChannels: number,
+    tembChannels: number,
+    groups: number,
+    eps: number,
+    readonly timeEmbeddingNorm: TimeEmbeddingNorm = "default",
+  ) {
     super();
     this.norm1 = this.add("norm1", new GroupNorm(groups, inChannels, eps));
     this.conv1 = this.add("conv1", new Conv2d(inChannels, outChannels, 3, 1, 1));
-    this.timeEmbProj = this.add("time_emb_proj", new Linear(tembChannels, outChannels));
+    this.timeEmbProj = this.add("time_emb_proj", new Linear(tembChannels, timeEmbeddingNorm === "scale_shift" ? 2 * outChannels : outChannels));
     this.norm2 = this.add("norm2", new GroupNorm(groups, outChannels, eps));
     this.conv2 = this.add("conv2", new Conv2d(outChannels, outChannels, 3, 1, 1));
     this.convShortcut = inChannels !== outChannels ? this.add("conv_shortcut", new Conv2d(inChannels, outChannels, 1)) : null;
@@ -37,8 +52,15 @@ export class ResnetBlock2D extends Module implements FeaturePoint {
   call(x: tf.Tensor4D, temb: tf.Tensor2D, ctx: ForwardContext): tf.Tensor4D {
     let h = this.conv1.call(silu(this.norm1.call(x)) as tf.Tensor4D, ctx);
     const t = this.timeEmbProj.call(silu(temb), ctx);
-    h = tf.add(h, tf.reshape(t, [t.shape[0]!, 1, 1, t.shape[1]!]));
-    h = this.conv2.call(silu(this.norm2.call(h)) as tf.Tensor4D, ctx);
+    const b = t.shape[0]!;
+    if (this.timeEmbeddingNorm === "scale_shift") {
+      // diffusers: scale, shift = temb.chunk(2, dim=1); h = norm2(h) * (1 + scale) + shift
+      const [scale, shift] = tf.split(tf.reshape(t, [b, 1, 1, t.shape[1]!]), 2, -1) as [tf.Tensor4D, tf.Tensor4D];
+      h = tf.add(tf.mul(this.norm2.call(h), tf.add(scale, 1)), shift);
+    } else {
+      h = this.norm2.call(tf.add(h, tf.reshape(t, [b, 1, 1, t.shape[1]!])));
+    }
+    h = this.conv2.call(silu(h) as tf.Tensor4D, ctx);
     const shortcut = this.convShortcut ? this.convShortcut.call(x, ctx) : x;
     const out = tf.add(shortcut, h) as tf.Tensor4D;
     emitFeature(this, out, ctx);
@@ -176,12 +198,13 @@ export class DownBlock extends Module implements FeaturePoint {
     addDownsample: boolean,
     downsamplePadding: number,
     attention: { heads: number; crossAttentionDim: number; linearProjection: boolean; transformerLayers: number } | null,
+    timeEmbeddingNorm: TimeEmbeddingNorm = "default",
   ) {
     super();
     const resnets = this.add("resnets", new Container());
     const attentions = attention ? this.add("attentions", new Container()) : null;
     for (let i = 0; i < layers; i++) {
-      this.resnets.push(resnets.set(String(i), new ResnetBlock2D(i === 0 ? inChannels : outChannels, outChannels, tembChannels, groups, eps)));
+      this.resnets.push(resnets.set(String(i), new ResnetBlock2D(i === 0 ? inChannels : outChannels, outChannels, tembChannels, groups, eps, timeEmbeddingNorm)));
       if (attention && attentions) {
         this.attentions.push(
           attentions.set(String(i), new Transformer2DModel(outChannels, attention.heads, attention.crossAttentionDim, groups, attention.linearProjection, attention.transformerLayers)),
@@ -225,6 +248,7 @@ export class UpBlock extends Module implements FeaturePoint {
     eps: number,
     addUpsample: boolean,
     attention: { heads: number; crossAttentionDim: number; linearProjection: boolean; transformerLayers: number } | null,
+    timeEmbeddingNorm: TimeEmbeddingNorm = "default",
   ) {
     super();
     const resnets = this.add("resnets", new Container());
@@ -232,7 +256,7 @@ export class UpBlock extends Module implements FeaturePoint {
     for (let i = 0; i < layers; i++) {
       const skipChannels = i === layers - 1 ? inChannels : outChannels;
       const resnetIn = i === 0 ? prevOutputChannels : outChannels;
-      this.resnets.push(resnets.set(String(i), new ResnetBlock2D(resnetIn + skipChannels, outChannels, tembChannels, groups, eps)));
+      this.resnets.push(resnets.set(String(i), new ResnetBlock2D(resnetIn + skipChannels, outChannels, tembChannels, groups, eps, timeEmbeddingNorm)));
       if (attention && attentions) {
         this.attentions.push(
           attentions.set(String(i), new Transformer2DModel(outChannels, attention.heads, attention.crossAttentionDim, groups, attention.linearProjection, attention.transformerLayers)),
@@ -267,15 +291,16 @@ export class MidBlock extends Module implements FeaturePoint {
     groups: number,
     eps: number,
     attention: { heads: number; crossAttentionDim: number; linearProjection: boolean; transformerLayers: number },
+    timeEmbeddingNorm: TimeEmbeddingNorm = "default",
   ) {
     super();
     const resnets = this.add("resnets", new Container());
     const attentions = this.add("attentions", new Container());
-    this.resnets.push(resnets.set("0", new ResnetBlock2D(channels, channels, tembChannels, groups, eps)));
+    this.resnets.push(resnets.set("0", new ResnetBlock2D(channels, channels, tembChannels, groups, eps, timeEmbeddingNorm)));
     this.attentions.push(
       attentions.set("0", new Transformer2DModel(channels, attention.heads, attention.crossAttentionDim, groups, attention.linearProjection, attention.transformerLayers)),
     );
-    this.resnets.push(resnets.set("1", new ResnetBlock2D(channels, channels, tembChannels, groups, eps)));
+    this.resnets.push(resnets.set("1", new ResnetBlock2D(channels, channels, tembChannels, groups, eps, timeEmbeddingNorm)));
   }
 
   call(x: tf.Tensor4D, temb: tf.Tensor2D, context: tf.Tensor, ctx: ForwardContext): tf.Tensor4D {
