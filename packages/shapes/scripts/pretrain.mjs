@@ -6,12 +6,12 @@
 // the diffusers folder at the end. `pnpm --filter @apt/shapes pretrain` runs
 // scripts/train-text-encoder.mjs first (into <run>/text-encoder), then this.
 //
-//   node scripts/pretrain.mjs [--steps 6400] [--batch 16] [--run pretrain-run] [--out models/base]
+//   node scripts/pretrain.mjs [--steps 8000] [--batch 16] [--run pretrain-run] [--out models/base]
 //        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--workers 2] [--high-noise 0] [--snr-gamma 0]
 //        [--vae <AutoencoderKL folder> --unet shapes-l]   (a latent model)
 //        [--text-encoder <CLIPTextModel folder>|joint]   (default <run>/text-encoder, frozen, as SD under CLIP;
 //                                                   joint: trained from scratch with the UNet, as the v3 model)
-//   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir] [--dtype float16]   (export only)
+//   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir] [--dtype float16] [--weights average|last]   (export only)
 // The defaults are the shipped model's recipe.
 import { existsSync } from "node:fs";
 import { appendFile, mkdir } from "node:fs/promises";
@@ -28,7 +28,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"), // pnpm passes a literal "--" through
   options: {
-    steps: { type: "string", default: "6400" },
+    steps: { type: "string", default: "8000" },
     batch: { type: "string", default: "16" },
     lr: { type: "string", default: "1e-3" },
     run: { type: "string", default: join(here, "..", "pretrain-run") },
@@ -51,10 +51,12 @@ const { values: args } = parseArgs({
     // A text encoder trained first (scripts/train-text-encoder.mjs), kept frozen while the UNet trains.
     // Default <run>/text-encoder (where train-text-encoder.mjs writes it); "joint" trains a fresh one with the UNet.
     "text-encoder": { type: "string" },
-    // diffusers' EMAModel decay for the exported weights (0: the last weights, as the v3 model).
-    "ema-decay": { type: "string", default: "0" },
+    // diffusers' EMAModel decay for the exported weights (0: the last weights, as v3 and v7).
+    "ema-decay": { type: "string", default: "0.999" },
     // γ of min-SNR-γ loss weighting (the engine's train.snrGamma; 0: off, as the shipped model).
     "snr-gamma": { type: "string", default: "0" },
+    // With --export, from a run with --ema-decay: its weight average (what a finished run leaves) or the last weights.
+    weights: { type: "string", default: "average" },
     // The dtype of the exported weights (float16 halves the files; the model computes in float32).
     dtype: { type: "string", default: "float32" },
     // Threads that share each batch (tfjs's WASM backend uses one core each): 2 on this machine.
@@ -99,6 +101,10 @@ if (!(emaDecay >= 0 && emaDecay < 1)) {
 const snrGamma = numberFlag(args, "snr-gamma", { min: 0 });
 if (!SAVE_DTYPES.includes(args.dtype)) {
   console.error(`--dtype: "${args.dtype}" is not one of ${SAVE_DTYPES.join(", ")}`);
+  process.exit(2);
+}
+if (!["average", "last"].includes(args.weights)) {
+  console.error(`--weights: "${args.weights}" is not one of average, last`);
   process.exit(2);
 }
 const workers = Number(args.workers);
@@ -155,7 +161,7 @@ if (args.export !== undefined) {
   const path = await resolveCheckpoint(args.run, args.export || "latest");
   const ck = await readCheckpoint(path);
   // A run with --ema-decay exports its weight average (what the finished run leaves in the model).
-  const averaged = Object.keys(ck.ema ?? {}).length > 0;
+  const averaged = args.weights === "average" && Object.keys(ck.ema ?? {}).length > 0;
   const weights = averaged ? ck.ema : ck.trainable;
   for (const [name, v] of model.unet.namedParameters()) v.assign(weights[name]);
   // A run under a frozen --text-encoder checkpointed none of it: the loaded encoder stays.
