@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from safetensors_io import save
+from small_unet import SMALL_UNET_CONFIG
 
 shared = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "shared")
 spec = importlib.util.spec_from_file_location("ref", os.path.join(shared, "bench", "torch_reference.py"))
@@ -41,14 +42,7 @@ def scale_shift_forward(self, x, temb):
     return x + h
 
 
-cfg = {
-    "_class_name": "UNet2DConditionModel", "sample_size": 8, "in_channels": 3, "out_channels": 3,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"], "mid_block_type": "UNetMidBlock2DCrossAttn",
-    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "block_out_channels": [16, 32], "layers_per_block": 1,
-    "attention_head_dim": 2, "cross_attention_dim": 16, "norm_num_groups": 4, "norm_eps": 1e-5, "act_fn": "silu",
-    "flip_sin_to_cos": True, "freq_shift": 0, "use_linear_projection": True, "transformer_layers_per_block": 1,
-    "resnet_time_scale_shift": "scale_shift",
-}
+cfg = {**SMALL_UNET_CONFIG, "resnet_time_scale_shift": "scale_shift"}
 torch.manual_seed(7)
 torch.set_default_dtype(torch.float64)
 unet = ref.UNet2DConditionModel(cfg)

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from safetensors_io import save
+from small_unet import SMALL_UNET_CONFIG
 
 shared = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "shared")
 spec = importlib.util.spec_from_file_location("ref", os.path.join(shared, "bench", "torch_reference.py"))
@@ -62,14 +63,7 @@ class TextTimeEmbedding(nn.Module):
         return self.norm2(self.proj(self.pool(self.norm1(h))))
 
 
-cfg = {
-    "_class_name": "UNet2DConditionModel", "sample_size": 8, "in_channels": 3, "out_channels": 3,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"], "mid_block_type": "UNetMidBlock2DCrossAttn",
-    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "block_out_channels": [16, 32], "layers_per_block": 1,
-    "attention_head_dim": 2, "cross_attention_dim": 16, "norm_num_groups": 4, "norm_eps": 1e-5, "act_fn": "silu",
-    "flip_sin_to_cos": True, "freq_shift": 0, "use_linear_projection": True, "transformer_layers_per_block": 1,
-    "addition_embed_type": "text", "addition_embed_type_num_heads": 4,
-}
+cfg = {**SMALL_UNET_CONFIG, "addition_embed_type": "text", "addition_embed_type_num_heads": 4}
 torch.manual_seed(5)
 torch.set_default_dtype(torch.float64)
 unet = ref.UNet2DConditionModel(cfg)
