@@ -160,7 +160,7 @@ if (args.export !== undefined) {
   // Export only: the weights of a checkpoint (a folder, or "latest") as a diffusers folder.
   const path = await resolveCheckpoint(args.run, args.export || "latest");
   const ck = await readCheckpoint(path);
-  // A run with --ema-decay exports its weight average (what the finished run leaves in the model).
+  // A run with --ema-decay exports its weight average (what the finished run leaves in the model) unless --weights last.
   const averaged = args.weights === "average" && Object.keys(ck.ema ?? {}).length > 0;
   const weights = averaged ? ck.ema : ck.trainable;
   for (const [name, v] of model.unet.namedParameters()) v.assign(weights[name]);

@@ -52,13 +52,13 @@ export class ResnetBlock2D extends Module implements FeaturePoint {
   call(x: tf.Tensor4D, temb: tf.Tensor2D, ctx: ForwardContext): tf.Tensor4D {
     let h = this.conv1.call(silu(this.norm1.call(x)) as tf.Tensor4D, ctx);
     const t = this.timeEmbProj.call(silu(temb), ctx);
-    const b = t.shape[0]!;
+    const perChannel = tf.reshape(t, [t.shape[0]!, 1, 1, t.shape[1]!]);
     if (this.timeEmbeddingNorm === "scale_shift") {
       // diffusers: scale, shift = temb.chunk(2, dim=1); h = norm2(h) * (1 + scale) + shift
-      const [scale, shift] = tf.split(tf.reshape(t, [b, 1, 1, t.shape[1]!]), 2, -1) as [tf.Tensor4D, tf.Tensor4D];
+      const [scale, shift] = tf.split(perChannel, 2, -1) as [tf.Tensor4D, tf.Tensor4D];
       h = tf.add(tf.mul(this.norm2.call(h), tf.add(scale, 1)), shift);
     } else {
-      h = this.norm2.call(tf.add(h, tf.reshape(t, [b, 1, 1, t.shape[1]!])));
+      h = this.norm2.call(tf.add(h, perChannel));
     }
     h = this.conv2.call(silu(h) as tf.Tensor4D, ctx);
     const shortcut = this.convShortcut ? this.convShortcut.call(x, ctx) : x;
