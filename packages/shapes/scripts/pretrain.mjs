@@ -47,8 +47,8 @@ const { values: args } = parseArgs({
     // 32×32 image, the background is learned first; 0 = plain MSE.
     "object-weight": { type: "string", default: "3" },
     // Extra loss weight K on the object's outline, + K · (max − min of the mask over a 3×3
-    // window): what tells a cross or a square from a round blob is where the edge runs,
-    // a few percent of the pixels (0 = none, as the shipped model).
+    // window; about 13% of a batch's pixels): what tells a cross or a square from a round
+    // blob is where the edge runs (0 = none, as the shipped model).
     "edge-weight": { type: "string", default: "0" },
     // A trained AutoencoderKL folder (scripts/train-vae.mjs): the UNet then denoises its latents (--unet shapes-l).
     vae: { type: "string" },
