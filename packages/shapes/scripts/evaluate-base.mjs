@@ -6,7 +6,7 @@
 // pretraining (composition). Also writes the 8 × 8 "a <colour> <shape>" grid.
 //
 //   node scripts/evaluate-base.mjs [--model models/base] [--seen 256] [--held-out 96]
-//        [--steps 25] [--guidance 4] [--grid file.png] [--json file.json]
+//        [--steps 25] [--guidance 4] [--eta 0] [--grid file.png] [--json file.json]
 import { writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,6 +27,8 @@ const { values: args } = parseArgs({
     "held-out": { type: "string", default: "96" },
     steps: { type: "string", default: "25" },
     guidance: { type: "string", default: "4" },
+    // DDIM's eta: 0 deterministic, 1 ancestral (DDPM-like) noise at each step.
+    eta: { type: "string", default: "0" },
     seed: { type: "string", default: "0" },
     grid: { type: "string" },
     json: { type: "string" },
@@ -36,7 +38,7 @@ const { values: args } = parseArgs({
 await backend.init();
 const model = await StableDiffusionPipeline.fromPretrained(resolve(cwd, args.model), { loadVae: AutoencoderKL.fromPretrained });
 const evaluator = await ShapeEvaluator.load();
-const sampling = { numInferenceSteps: Number(args.steps), guidanceScale: Number(args.guidance), seed: Number(args.seed) };
+const sampling = { numInferenceSteps: Number(args.steps), guidanceScale: Number(args.guidance), eta: Number(args.eta), seed: Number(args.seed) };
 const pct = (v) => (v === undefined || Number.isNaN(v) ? "–" : `${(100 * v).toFixed(1)}%`);
 
 const started = performance.now();
@@ -53,7 +55,7 @@ for (const [split, count] of [["seen", Number(args.seen)], ["held-out", Number(a
 }
 report.seconds = (performance.now() - started) / 1000;
 
-console.log(`\nprompt agreement of ${report.model} (DDIM ${sampling.numInferenceSteps} steps, guidance ${sampling.guidanceScale}, evaluator-judged)\n`);
+console.log(`\nprompt agreement of ${report.model} (DDIM ${sampling.numInferenceSteps} steps, eta ${sampling.eta}, guidance ${sampling.guidanceScale}, evaluator-judged)\n`);
 console.log("| split | samples | shape & colour | shape | colour | texture | size | position | background | everything stated |");
 console.log("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
 for (const [split, r] of Object.entries(report.splits)) {

@@ -76,6 +76,27 @@ describe("prompt agreement", () => {
     expect(wrong.shapeAndColor).toBeLessThanOrEqual(0.05);
     expect(wrong.byKind.shape).toBeGreaterThanOrEqual(0.95);
   });
+
+  it("hands every batch the sampling options (steps, guidance, eta; seed + batch index)", async () => {
+    const inner = renderer();
+    const seenBy: Record<string, unknown>[] = [];
+    const recording: ImageSampler = {
+      generate: (o) => {
+        const { prompt, ...rest } = o;
+        seenBy.push({ prompts: prompt.length, ...rest });
+        return inner.generate(o);
+      },
+    };
+    const cases = agreementPrompts(5, { split: "seen", seed: 5 });
+    await measurePromptAgreement(recording, evaluator, cases, { batchSize: 3, seed: 7, numInferenceSteps: 10, guidanceScale: 2, eta: 1 });
+    expect(seenBy).toEqual([
+      { prompts: 3, numInferenceSteps: 10, guidanceScale: 2, eta: 1, seed: 7 },
+      { prompts: 2, numInferenceSteps: 10, guidanceScale: 2, eta: 1, seed: 8 },
+    ]);
+    seenBy.length = 0;
+    await measurePromptAgreement(recording, evaluator, cases.slice(0, 1));
+    expect(seenBy).toEqual([{ prompts: 1, numInferenceSteps: 25, guidanceScale: 4, eta: 0, seed: 0 }]);
+  });
 });
 
 describe("concept measures", () => {

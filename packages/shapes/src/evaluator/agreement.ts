@@ -17,7 +17,7 @@ export interface PromptCase {
 
 /** Anything that samples images for prompts (`StableDiffusionPipeline` is one). */
 export interface ImageSampler {
-  generate(o: { prompt: string[]; numInferenceSteps: number; guidanceScale: number; seed: number }): Promise<{ images: tf.Tensor4D }>;
+  generate(o: { prompt: string[]; numInferenceSteps: number; guidanceScale: number; seed: number; eta?: number }): Promise<{ images: tf.Tensor4D }>;
 }
 
 export interface SamplingOptions {
@@ -25,6 +25,8 @@ export interface SamplingOptions {
   numInferenceSteps?: number;
   /** Classifier-free guidance scale (default 4). */
   guidanceScale?: number;
+  /** DDIM's eta (diffusers' name): 0 (default) is deterministic DDIM, 1 adds DDPM's ancestral noise at every step. */
+  eta?: number;
   /** Batch i is sampled with seed `seed + i` (default 0): same seeds, same images. */
   seed?: number;
   /** Prompts per `generate` call (default 32). */
@@ -33,7 +35,7 @@ export interface SamplingOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export const DEFAULT_SAMPLING: Required<Omit<SamplingOptions, "onProgress">> = { numInferenceSteps: 25, guidanceScale: 4, seed: 0, batchSize: 32 };
+export const DEFAULT_SAMPLING: Required<Omit<SamplingOptions, "onProgress">> = { numInferenceSteps: 25, guidanceScale: 4, eta: 0, seed: 0, batchSize: 32 };
 
 export interface AgreementResult {
   count: number;
@@ -59,7 +61,7 @@ export async function sampleCases(sampler: ImageSampler, prompts: readonly strin
   const parts: Float32Array[] = [];
   for (let start = 0, batch = 0; start < prompts.length; start += o.batchSize, batch++) {
     const chunk = prompts.slice(start, start + o.batchSize);
-    const { images } = await sampler.generate({ prompt: chunk, numInferenceSteps: o.numInferenceSteps, guidanceScale: o.guidanceScale, seed: o.seed + batch });
+    const { images } = await sampler.generate({ prompt: chunk, numInferenceSteps: o.numInferenceSteps, guidanceScale: o.guidanceScale, eta: o.eta, seed: o.seed + batch });
     parts.push(await images.data<"float32">());
     images.dispose();
     options.onProgress?.(Math.min(prompts.length, start + o.batchSize), prompts.length);

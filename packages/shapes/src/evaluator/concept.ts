@@ -124,7 +124,7 @@ export async function evaluateConcept(
   // Concept prompts first, then class prompts.
   const prompts = [...spec.evaluation.filter((e) => e.kind === "concept"), ...spec.evaluation.filter((e) => e.kind === "class")];
   const list = prompts.flatMap((e) => Array.from({ length: perPrompt }, () => e));
-  const sampling = { numInferenceSteps: options.numInferenceSteps ?? 25, guidanceScale: options.guidanceScale ?? 4, seed: options.seed ?? 0, batchSize: options.batchSize ?? 32 };
+  const sampling = { numInferenceSteps: options.numInferenceSteps ?? 25, guidanceScale: options.guidanceScale ?? 4, eta: options.eta ?? 0, seed: options.seed ?? 0, batchSize: options.batchSize ?? 32 };
   const images = await sampleCases(
     sampler,
     list.map((e) => e.prompt),
