@@ -8,6 +8,7 @@
 //
 //   node scripts/pretrain.mjs [--steps 8000] [--batch 16] [--run pretrain-run] [--out models/base]
 //        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--edge-weight 0] [--workers 2] [--high-noise 0] [--snr-gamma 0]
+//        [--pretrained <diffusers pipeline folder> --seed 1]   (start the UNet from its weights; the encoder defaults to its text_encoder)
 //        [--vae <AutoencoderKL folder> --unet shapes-l]   (a latent model)
 //        [--text-encoder <CLIPTextModel folder>|joint]   (default <run>/text-encoder, frozen, as SD under CLIP;
 //                                                   joint: trained from scratch with the UNet, as the v3 model)
@@ -19,7 +20,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { tf, DEFAULT_TRAIN_OPTIONS, listCheckpoints, readCheckpoint, resolveCheckpoint, train } from "@apt/core";
-import { BETA_SCHEDULES, DDIMScheduler, SAVE_DTYPES } from "@apt/diffusion";
+import { BETA_SCHEDULES, DDIMScheduler, SAVE_DTYPES, UNet2DConditionModel } from "@apt/diffusion";
 import { renderBatch, sampleAttributes, samplePrompt } from "../dist/index.js";
 import createBaseModel, { UNET_VARIANTS, schedulerConfig } from "./base-model.mjs";
 import { numberFlag } from "./training-helpers.mjs";
@@ -50,6 +51,14 @@ const { values: args } = parseArgs({
     // window; about 13% of a batch's pixels): what tells a cross or a square from a round
     // blob is where the edge runs (0 = none, as the shipped model).
     "edge-weight": { type: "string", default: "0" },
+    // A diffusers pipeline folder (e.g. models/base) whose UNet weights the run starts from instead of a random
+    // initialisation: diffusers' --pretrained_model_name_or_path, for training on from a finished run with a fresh
+    // optimizer and learning-rate schedule. Its unet config must be the --unet variant's; --text-encoder defaults
+    // to its text_encoder (the encoder that UNet was trained under).
+    pretrained: { type: "string" },
+    // The run's seed (the engine's train.seed: which images, captions, noise and timesteps it draws). A run that
+    // trains on from --pretrained takes another seed than the run that made it, so it sees new images.
+    seed: { type: "string", default: "0" },
     // A trained AutoencoderKL folder (scripts/train-vae.mjs): the UNet then denoises its latents (--unet shapes-l).
     vae: { type: "string" },
     // A text encoder trained first (scripts/train-text-encoder.mjs), kept frozen while the UNet trains.
@@ -68,7 +77,11 @@ const { values: args } = parseArgs({
   },
 });
 
-args["text-encoder"] ??= join(args.run, "text-encoder");
+if (args.pretrained !== undefined && !existsSync(join(args.pretrained, "unet", "config.json"))) {
+  console.error(`--pretrained: ${args.pretrained} holds no unet/config.json; give a diffusers pipeline folder such as models/base`);
+  process.exit(2);
+}
+args["text-encoder"] ??= args.pretrained !== undefined ? join(args.pretrained, "text_encoder") : join(args.run, "text-encoder");
 if (args["text-encoder"] === "joint") args["text-encoder"] = undefined;
 // Folders of models trained before the UNet: the flag, what it holds, the script that makes it.
 for (const [flag, model, script] of [["vae", "AutoencoderKL", "train-vae.mjs"], ["text-encoder", "CLIPTextModel", "train-text-encoder.mjs"]]) {
@@ -104,6 +117,7 @@ if (!(emaDecay >= 0 && emaDecay < 1)) {
   process.exit(2);
 }
 const snrGamma = numberFlag(args, "snr-gamma", { min: 0 });
+const seed = numberFlag(args, "seed", { integer: true, min: 0 });
 if (!SAVE_DTYPES.includes(args.dtype)) {
   console.error(`--dtype: "${args.dtype}" is not one of ${SAVE_DTYPES.join(", ")}`);
   process.exit(2);
@@ -123,6 +137,21 @@ try {
 } catch (e) {
   console.error(`--unet/--vae/--text-encoder: ${e.message}`);
   process.exit(2);
+}
+if (args.pretrained !== undefined) {
+  // Weights only: a checkpoint of this run, when there is one, replaces them on resume.
+  const unetDir = join(args.pretrained, "unet");
+  const start = await UNet2DConditionModel.fromPretrained(unetDir);
+  const [want, have] = [model.unet.toConfig(), start.toConfig()];
+  const differs = Object.keys({ ...want, ...have }).filter((k) => JSON.stringify(want[k]) !== JSON.stringify(have[k]));
+  if (differs.length > 0) {
+    console.error(`--pretrained: ${unetDir}/config.json differs from --unet ${args.unet} in ${differs.join(", ")}; pass the --unet variant it was trained as`);
+    process.exit(2);
+  }
+  const weights = new Map(start.namedParameters());
+  for (const [name, v] of model.unet.namedParameters()) v.assign(weights.get(name));
+  start.dispose();
+  console.log(`UNet weights from ${unetDir}`);
 }
 
 /**
@@ -215,7 +244,7 @@ await train({
   train: {
     ...DEFAULT_TRAIN_OPTIONS,
     steps: Number(args.steps), batchSize: Number(args.batch), lr: Number(args.lr), lrSchedule: "cosine", warmupSteps: 100,
-    weightDecay: 1e-2, maxGradNorm: 1, emaDecay, snrGamma, seed: 0, checkpointEvery: 50, checkpointsTotalLimit: 2,
+    weightDecay: 1e-2, maxGradNorm: 1, emaDecay, snrGamma, seed, checkpointEvery: 50, checkpointsTotalLimit: 2,
     // A pretrained --text-encoder stays frozen; otherwise it trains with the UNet (the engine's pretrain default).
     ...(args["text-encoder"] !== undefined ? { trainTextEncoder: false } : {}),
   },
