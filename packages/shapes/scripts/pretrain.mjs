@@ -8,6 +8,7 @@
 //
 //   node scripts/pretrain.mjs [--steps 8000] [--batch 16] [--run pretrain-run] [--out models/base]
 //        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--edge-weight 0] [--workers 2] [--high-noise 0] [--snr-gamma 0]
+//        [--weighting-scheme none|logit_normal|mode] [--logit-mean 0] [--logit-std 1] [--mode-scale 1.29]
 //        [--pretrained <diffusers pipeline folder> --seed 1]   (start the UNet from its weights; the encoder defaults to its text_encoder)
 //        [--vae <AutoencoderKL folder> --unet shapes-l]   (a latent model)
 //        [--text-encoder <CLIPTextModel folder>|joint]   (default <run>/text-encoder, frozen, as SD under CLIP;
@@ -43,6 +44,15 @@ const { values: args } = parseArgs({
     // Share of each batch whose timestep is drawn from [400, 999] instead of [0, 999]
     // (0 = uniform, as the shipped model).
     "high-noise": { type: "string", default: "0" },
+    // How timesteps are drawn (diffusers' SD3 training scripts' `weighting_scheme`, `logit_mean`, `logit_std`,
+    // `mode_scale`; Esser et al. 2024): "none" uniform over [0, 999] (the shipped model); "logit_normal" t = 1000 ·
+    // sigmoid(N(logit_mean, logit_std)), most draws in the middle of the schedule, where the shape is decided
+    // (the shipped model keeps a render's shape when denoised from t = 200 but not from 600); "mode" 1000 · (1 − u −
+    // mode_scale · (cos²(πu/2) − 1 + u)) for uniform u.
+    "weighting-scheme": { type: "string", default: "none" },
+    "logit-mean": { type: "string", default: "0" },
+    "logit-std": { type: "string", default: "1" },
+    "mode-scale": { type: "string", default: "1.29" },
     // Loss weight of object pixels relative to background ones, 1 + K · coverage
     // (kohya's masked loss with the renderer's mask): the object is 10–35% of a
     // 32×32 image, the background is learned first; 0 = plain MSE.
@@ -103,6 +113,18 @@ if (!BETA_SCHEDULES.includes(args["beta-schedule"])) {
 const highNoise = Number(args["high-noise"]);
 if (!(highNoise >= 0 && highNoise <= 1)) {
   console.error(`--high-noise: ${args["high-noise"]} is not a share in [0, 1]`);
+  process.exit(2);
+}
+const WEIGHTING_SCHEMES = ["none", "logit_normal", "mode"];
+if (!WEIGHTING_SCHEMES.includes(args["weighting-scheme"])) {
+  console.error(`--weighting-scheme: "${args["weighting-scheme"]}" is not one of ${WEIGHTING_SCHEMES.join(", ")}`);
+  process.exit(2);
+}
+const logitMean = numberFlag(args, "logit-mean");
+const logitStd = numberFlag(args, "logit-std", { min: 0 });
+const modeScale = numberFlag(args, "mode-scale");
+if (args["weighting-scheme"] !== "none" && highNoise > 0) {
+  console.error("--weighting-scheme and --high-noise both choose the timesteps; give one of them");
   process.exit(2);
 }
 const objectWeight = Number(args["object-weight"]);
@@ -209,6 +231,25 @@ const highNoiseTimesteps = {
   }),
 };
 
+/** Timesteps from the run's Rng by --weighting-scheme (diffusers' compute_density_for_timestep_sampling). */
+const densityTimesteps = {
+  apiVersion: 1,
+  name: "density-timesteps",
+  options: { "~standard": { version: 1, vendor: "apt", validate: (v) => ({ value: v ?? {} }) } },
+  create: () => ({
+    timesteps: (n, info) =>
+      Int32Array.from({ length: n }, () => {
+        let u;
+        if (args["weighting-scheme"] === "logit_normal") u = 1 / (1 + Math.exp(-(logitMean + logitStd * info.rng.normal())));
+        else {
+          const v = info.rng.uniform();
+          u = 1 - v - modeScale * (Math.cos((Math.PI * v) / 2) ** 2 - 1 + v);
+        }
+        return Math.min(999, Math.max(0, Math.floor(u * 1000)));
+      }),
+  }),
+};
+
 /** Saves the pipeline for sampling: same noise schedule, DDIM. */
 async function savePipeline(out) {
   model.scheduler = new DDIMScheduler(schedulerConfig(args["beta-schedule"]));
@@ -250,7 +291,10 @@ await train({
   },
   // No method chooses trainable weights: every UNet weight trains, and the text encoder unless it is a frozen --text-encoder.
   ...(workers > 1 ? { replicas: { count: workers - 1, module: new URL("./base-model.mjs", import.meta.url), args: { unet: args.unet, betaSchedule: args["beta-schedule"], vae: args.vae, textEncoder: args["text-encoder"] } } } : {}),
-  methods: highNoise > 0 ? [{ plugin: highNoiseTimesteps, options: {}, name: highNoiseTimesteps.name }] : [],
+  methods: [
+    ...(highNoise > 0 ? [{ plugin: highNoiseTimesteps, options: {}, name: highNoiseTimesteps.name }] : []),
+    ...(args["weighting-scheme"] !== "none" ? [{ plugin: densityTimesteps, options: {}, name: densityTimesteps.name }] : []),
+  ],
   runDir,
   resume,
   onEvent: (e) => {
