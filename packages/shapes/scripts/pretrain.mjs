@@ -9,6 +9,7 @@
 //   node scripts/pretrain.mjs [--steps 8000] [--batch 16] [--run pretrain-run] [--out models/base]
 //        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--edge-weight 0] [--workers 2] [--high-noise 0] [--snr-gamma 0]
 //        [--weighting-scheme none|logit_normal|mode] [--logit-mean 0] [--logit-std 1] [--mode-scale 1.29]
+//        [--lr 1e-3] [--lr-scheduler cosine|linear|constant] [--lr-warmup-steps 100]
 //        [--pretrained <diffusers pipeline folder> --seed 1]   (start the UNet from its weights; the encoder defaults to its text_encoder)
 //        [--vae <AutoencoderKL folder> --unet shapes-l]   (a latent model)
 //        [--text-encoder <CLIPTextModel folder>|joint]   (default <run>/text-encoder, frozen, as SD under CLIP;
@@ -33,6 +34,10 @@ const { values: args } = parseArgs({
     steps: { type: "string", default: "8000" },
     batch: { type: "string", default: "16" },
     lr: { type: "string", default: "1e-3" },
+    // The learning rate after warm-up (diffusers' --lr_scheduler / --lr_warmup_steps; the engine's lrSchedule):
+    // cosine to 0 at the last step (the shipped recipe), linear to 0, or constant.
+    "lr-scheduler": { type: "string", default: "cosine" },
+    "lr-warmup-steps": { type: "string", default: "100" },
     run: { type: "string", default: join(here, "..", "pretrain-run") },
     out: { type: "string", default: join(here, "..", "models", "base") },
     export: { type: "string" },
@@ -140,6 +145,12 @@ if (!(emaDecay >= 0 && emaDecay < 1)) {
 }
 const snrGamma = numberFlag(args, "snr-gamma", { min: 0 });
 const seed = numberFlag(args, "seed", { integer: true, min: 0 });
+const LR_SCHEDULERS = ["cosine", "linear", "constant"];
+if (!LR_SCHEDULERS.includes(args["lr-scheduler"])) {
+  console.error(`--lr-scheduler: "${args["lr-scheduler"]}" is not one of ${LR_SCHEDULERS.join(", ")}`);
+  process.exit(2);
+}
+const warmupSteps = numberFlag(args, "lr-warmup-steps", { integer: true, min: 0 });
 if (!SAVE_DTYPES.includes(args.dtype)) {
   console.error(`--dtype: "${args.dtype}" is not one of ${SAVE_DTYPES.join(", ")}`);
   process.exit(2);
@@ -284,7 +295,7 @@ await train({
   data,
   train: {
     ...DEFAULT_TRAIN_OPTIONS,
-    steps: Number(args.steps), batchSize: Number(args.batch), lr: Number(args.lr), lrSchedule: "cosine", warmupSteps: 100,
+    steps: Number(args.steps), batchSize: Number(args.batch), lr: Number(args.lr), lrSchedule: args["lr-scheduler"], warmupSteps,
     weightDecay: 1e-2, maxGradNorm: 1, emaDecay, snrGamma, seed, checkpointEvery: 50, checkpointsTotalLimit: 2,
     // A pretrained --text-encoder stays frozen; otherwise it trains with the UNet (the engine's pretrain default).
     ...(args["text-encoder"] !== undefined ? { trainTextEncoder: false } : {}),
