@@ -15,7 +15,8 @@
 //        [--text-encoder <CLIPTextModel folder>|joint]   (default <run>/text-encoder, frozen, as SD under CLIP;
 //                                                   joint: trained from scratch with the UNet, as the v3 model)
 //   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir] [--dtype float16] [--weights average|last]   (export only)
-// The defaults are the shipped model's recipe.
+// The defaults are the first UNet run of the shipped model's recipe; the second trains on from its weights
+// (--pretrained <first run's folder> --seed 1); package.json's "pretrain" runs the encoder and both.
 import { existsSync } from "node:fs";
 import { appendFile, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -52,7 +53,7 @@ const { values: args } = parseArgs({
     // How timesteps are drawn (diffusers' SD3 training scripts' `weighting_scheme`, `logit_mean`, `logit_std`,
     // `mode_scale`; Esser et al. 2024): "none" uniform over [0, 999] (the shipped model); "logit_normal" t = 1000 ·
     // sigmoid(N(logit_mean, logit_std)), most draws in the middle of the schedule, where the shape is decided
-    // (the shipped model keeps a render's shape when denoised from t = 200 but not from 600); "mode" 1000 · (1 − u −
+    // (v8 kept a render's shape when denoised from t = 200 but not from 600); "mode" 1000 · (1 − u −
     // mode_scale · (cos²(πu/2) − 1 + u)) for uniform u.
     "weighting-scheme": { type: "string", default: "none" },
     "logit-mean": { type: "string", default: "0" },
