@@ -232,35 +232,27 @@ function outline(masks, b, h, w) {
   return out;
 }
 
-/** Timesteps from the run's Rng: a `highNoise` share from [400, 999], the rest from [0, 999]. */
-const highNoiseTimesteps = {
+/** A method plugin (the engine's `timesteps` hook) that draws each sample's timestep with `draw(rng)`. */
+const timestepPlugin = (name, draw) => ({
   apiVersion: 1,
-  name: "high-noise-timesteps",
+  name,
   options: { "~standard": { version: 1, vendor: "apt", validate: (v) => ({ value: v ?? {} }) } },
-  create: () => ({
-    timesteps: (n, info) =>
-      Int32Array.from({ length: n }, () => (info.rng.uniform() < highNoise ? 400 + info.rng.int(600) : info.rng.int(1000))),
-  }),
-};
+  create: () => ({ timesteps: (n, info) => Int32Array.from({ length: n }, () => draw(info.rng)) }),
+});
 
-/** Timesteps from the run's Rng by --weighting-scheme (diffusers' compute_density_for_timestep_sampling). */
-const densityTimesteps = {
-  apiVersion: 1,
-  name: "density-timesteps",
-  options: { "~standard": { version: 1, vendor: "apt", validate: (v) => ({ value: v ?? {} }) } },
-  create: () => ({
-    timesteps: (n, info) =>
-      Int32Array.from({ length: n }, () => {
-        let u;
-        if (args["weighting-scheme"] === "logit_normal") u = 1 / (1 + Math.exp(-(logitMean + logitStd * info.rng.normal())));
-        else {
-          const v = info.rng.uniform();
-          u = 1 - v - modeScale * (Math.cos((Math.PI * v) / 2) ** 2 - 1 + v);
-        }
-        return Math.min(999, Math.max(0, Math.floor(u * 1000)));
-      }),
-  }),
-};
+/** A `highNoise` share from [400, 999], the rest from [0, 999]. */
+const highNoiseTimesteps = timestepPlugin("high-noise-timesteps", (rng) => (rng.uniform() < highNoise ? 400 + rng.int(600) : rng.int(1000)));
+
+/** By --weighting-scheme (diffusers' compute_density_for_timestep_sampling). */
+const densityTimesteps = timestepPlugin("density-timesteps", (rng) => {
+  let u;
+  if (args["weighting-scheme"] === "logit_normal") u = 1 / (1 + Math.exp(-(logitMean + logitStd * rng.normal())));
+  else {
+    const v = rng.uniform();
+    u = 1 - v - modeScale * (Math.cos((Math.PI * v) / 2) ** 2 - 1 + v);
+  }
+  return Math.min(999, Math.max(0, Math.floor(u * 1000)));
+});
 
 /** Saves the pipeline for sampling: same noise schedule, DDIM. */
 async function savePipeline(out) {
