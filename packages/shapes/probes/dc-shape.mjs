@@ -5,12 +5,12 @@
 import { resolve } from "node:path";
 import { tf, Rng } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
-import { AutoencoderKL, DDPMScheduler, StableDiffusionPipeline } from "@apt/diffusion";
+import { AutoencoderKL, StableDiffusionPipeline } from "@apt/diffusion";
 import { SHAPES, renderBatch, sampleAttributes } from "../dist/index.js";
 await backend.init();
 const [dir = "models/base", N = "64", tl = "300,500,700", template = "a {c} {s}"] = process.argv.slice(2);
 const model = await StableDiffusionPipeline.fromPretrained(resolve(dir), { loadVae: AutoencoderKL.fromPretrained });
-const sched = new DDPMScheduler(model.scheduler.toJSON());
+const sched = model.scheduler; // addNoise / getVelocity: the training-time forward process
 const rng = new Rng(12345);
 const n = Number(N);
 const attrs = Array.from({ length: n }, () => sampleAttributes({}, rng, { excludeHeldOut: true }));

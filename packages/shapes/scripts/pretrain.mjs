@@ -182,7 +182,7 @@ if (args.pretrained !== undefined) {
     console.error(`--pretrained: ${unetDir}/config.json differs from --unet ${args.unet} in ${differs.join(", ")}; pass the --unet variant it was trained as`);
     process.exit(2);
   }
-  const weights = new Map(start.namedParameters());
+  const weights = start.namedParameters();
   for (const [name, v] of model.unet.namedParameters()) v.assign(weights.get(name));
   start.dispose();
   console.log(`UNet weights from ${unetDir}`);

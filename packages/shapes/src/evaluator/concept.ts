@@ -25,7 +25,7 @@ import { AptError, tf } from "@apt/core";
 import { BACKGROUND_RGB, COLOR_RGB, secondaryRgb, type AttributeKind, type Background, type RGB } from "../world/attributes.js";
 import type { ConceptSpec } from "../concepts/spec.js";
 import type { ShapeEvaluator } from "./model.js";
-import { readImages, sampleCases, type ImageSampler, type SamplingOptions } from "./agreement.js";
+import { DEFAULT_SAMPLING, readImages, sampleCases, type ImageSampler, type SamplingOptions } from "./agreement.js";
 
 /** Share of object pixels in the concept's second colour from which the texture counts as the concept's. */
 export const MIN_SECOND_COLOR_SHARE = 0.1;
@@ -124,7 +124,8 @@ export async function evaluateConcept(
   // Concept prompts first, then class prompts.
   const prompts = [...spec.evaluation.filter((e) => e.kind === "concept"), ...spec.evaluation.filter((e) => e.kind === "class")];
   const list = prompts.flatMap((e) => Array.from({ length: perPrompt }, () => e));
-  const sampling = { numInferenceSteps: options.numInferenceSteps ?? 25, guidanceScale: options.guidanceScale ?? 4, eta: options.eta ?? 0, seed: options.seed ?? 0, batchSize: options.batchSize ?? 32 };
+  const d = DEFAULT_SAMPLING;
+  const sampling = { numInferenceSteps: options.numInferenceSteps ?? d.numInferenceSteps, guidanceScale: options.guidanceScale ?? d.guidanceScale, eta: options.eta ?? d.eta, seed: options.seed ?? d.seed, batchSize: options.batchSize ?? d.batchSize };
   const images = await sampleCases(
     sampler,
     list.map((e) => e.prompt),
