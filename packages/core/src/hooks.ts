@@ -35,6 +35,14 @@ export interface HookPoint {
   /** linear/conv points: in and out features (channels). */
   inFeatures?: number;
   outFeatures?: number;
+  /**
+   * conv points: torch.nn.Conv2d's `kernel_size`, `stride` and `padding` (zeros
+   * on each side), each [height, width]. A conv adapter (peft's LoRA Conv2d,
+   * LoCon) needs all three: its output must have the conv's output size.
+   */
+  kernelSize?: [number, number];
+  stride?: [number, number];
+  padding?: [number, number];
 }
 
 /** The projections of one attention module, callable (adapters included). */
@@ -102,7 +110,10 @@ export interface ModuleAdapter {
   readonly name: string;
   /** Variables the adapter adds, by name relative to the wrapped module (e.g. "lora_A.weight"). */
   variables(): Record<string, tfc.Variable>;
-  /** x: the module input ([..., in] for linear, NHWC for conv); returns the delta to add to the base output. */
+  /**
+   * x: the module input ([..., in] for linear, NHWC for conv); returns the delta to add to the base output
+   * ([..., out] for linear; for conv NHWC of the conv's output size, given by the point's kernelSize, stride and padding).
+   */
   forward(x: Tensor, ctx: AdapterContext): Tensor;
   dispose?(): void;
 }

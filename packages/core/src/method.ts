@@ -72,6 +72,12 @@ export interface TrainingModel {
   vae?: { scalingFactor: number; encode(x: tfc.Tensor4D): { sample(noise: Rng | Tensor): tfc.Tensor4D; dispose(): void } };
   /** Seeded sampling, images NHWC in [0, 1]. */
   generate(o: { prompt: string[]; numInferenceSteps?: number; guidanceScale?: number; seed?: number }): Promise<{ images: tfc.Tensor4D }>;
+  /**
+   * Writes the whole model as a diffusers pipeline folder (model_index.json last). The engine calls it at the
+   * end of a run in which no method chose the trainable weights, so the model's own weights were trained
+   * (DreamBooth without LoRA, pretraining): as diffusers' train_dreambooth.py, the result is the pipeline.
+   */
+  savePretrained?(dir: string): Promise<void>;
 }
 
 export interface ConceptSpec {

@@ -310,6 +310,27 @@ describe("training engine", () => {
     await expect(train(baseRun(dir, { data }))).rejects.toThrow(/`data` is for task "pretrain"/);
   });
 
+  it("a run that trains the model's own weights (no method chooses them) writes the fine-tuned pipeline to final/; an adapter run does not", async () => {
+    const model = await fresh();
+    const dir = await runDir();
+    const events: TrainEvent[] = [];
+    await train(baseRun(dir, { model, methods: [], onEvent: (e) => events.push(e) }, { steps: 2 }));
+    const exported = events.find((e) => e.type === "export") as Extract<TrainEvent, { type: "export" }>;
+    expect(exported.paths).toEqual([join(dir, "final", "model_index.json")]);
+    const saved = await UNet2DConditionModel.fromPretrained(join(dir, "final", "unet"));
+    const original = await UNet2DConditionModel.fromPretrained(join(fixture, "unet"));
+    const bytes = async (m: UNet2DConditionModel) => Buffer.concat(await Promise.all([...m.namedParameters().values()].map(async (v) => Buffer.from((await v.data()).buffer))));
+    expect((await bytes(saved)).equals(await bytes(model.unet))).toBe(true);
+    expect((await bytes(saved)).equals(await bytes(original))).toBe(false);
+    expect(existsSync(join(dir, "final", "text_encoder", "config.json"))).toBe(true);
+    [saved, original, model].forEach((m) => m.dispose());
+    // With adapters, only the methods' exports land in final/ (the base weights did not change).
+    const adapterDir = await runDir();
+    await train(baseRun(adapterDir, {}, { steps: 2 }));
+    pipe.unet.removeAdapters();
+    expect(existsSync(join(adapterDir, "final", "model_index.json"))).toBe(false);
+  });
+
   it("emaDecay: diffusers' EMAModel average of the trainable weights, checkpointed, replacing the weights when the run completes; resume is bit-identical", async () => {
     expect([1, 2, 3, 100].map((n) => emaDecayAt(n, 0.9))).toEqual([0, 2 / 11, 3 / 12, 0.9]);
     /** Every installed adapter variable, concatenated (the trainable set of baseRun). */

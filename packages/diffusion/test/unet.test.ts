@@ -176,6 +176,10 @@ describe("hook points", () => {
     expect(linear).toContain(`${ATTN}.attn1.to_out.0`);
     expect(linear).toContain("time_embedding.linear_1");
     expect(unet.hookPoints("conv").map((p) => p.path)).toContain("down_blocks.0.downsamplers.0.conv");
+    // A conv point carries what a conv adapter needs to match the conv's output size (torch's Conv2d attributes).
+    const down = unet.hookPoints("conv").find((p) => p.path === "down_blocks.0.downsamplers.0.conv");
+    expect(down).toMatchObject({ kernelSize: [3, 3], stride: [2, 2], padding: [1, 1] });
+    expect(unet.hookPoints("conv").find((p) => p.path === "conv_in")).toMatchObject({ kernelSize: [3, 3], stride: [1, 1], padding: [1, 1] });
     expect(unet.hookPoints("feature").map((p) => p.path)).toEqual(expect.arrayContaining(["down_blocks.1", "mid_block", "up_blocks.2", "down_blocks.1.attentions.0", "up_blocks.0.resnets.1"]));
     expect(text.hookPoints("linear").map((p) => p.path)).toContain("text_model.encoder.layers.1.self_attn.q_proj");
   });

@@ -1,27 +1,43 @@
 /**
- * The LoRA adapter on one linear module (peft's `lora.Linear`):
+ * The LoRA adapter on one linear or conv module (peft's `lora.Linear` and
+ * `lora.Conv2d`; kohya's LoCon for convs):
  *
- *   y = base(x) + (x · A · B) · scale,   scale = alpha / rank (× a load-time multiplier)
+ *   linear: y = base(x) + (x · A · B) · scale
+ *   conv:   y = base(x) + conv1x1(conv(x, A), B) · scale
+ *   scale = alpha / rank (× a load-time multiplier)
  *
- * A is lora_A, B is lora_B. Inside, tfjs layouts: A [in, r], B [r, out], so
- * `x [..., in] · A · B` needs no transpose; the files hold torch's layouts
- * lora_A.weight [r, in] and lora_B.weight [out, r] (see ./format.ts).
+ * A is lora_A, B is lora_B. For a conv, lora_A is a conv with the base conv's
+ * kernel size, stride and padding and `rank` output channels, and lora_B a 1×1
+ * conv from `rank` to the base conv's output channels (peft), so the delta has
+ * the base output's size. Inside, tfjs layouts: A is [in, r] (linear) or
+ * [kh, kw, in, r] (conv, HWIO); B is [r, out] for both (a 1×1 conv is a matmul
+ * over channels). The files hold torch's layouts (see ./format.ts):
+ * lora_A.weight [r, in] or [r, in, kh, kw], lora_B.weight [out, r] or [out, r, 1, 1].
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { AptError, type AdapterContext, type ModuleAdapter, type Rng } from "@apt/core";
 
 export type LoraInit = "gaussian" | "kaiming";
 
+/** A conv's geometry, as torch.nn.Conv2d's attributes (and the conv hook point's): each [height, width]. */
+export interface ConvGeometry {
+  kernelSize: [number, number];
+  stride: [number, number];
+  padding: [number, number];
+}
+
 export interface LoraAdapterSpec {
   /** Adapter name on the model (`removeAdapters(name)`). */
   name: string;
-  /** The diffusers path of the wrapped linear module. */
+  /** The diffusers path of the wrapped module. */
   path: string;
   inFeatures: number;
   outFeatures: number;
+  /** Set for a conv module: lora_A is then a conv of this geometry. */
+  conv?: ConvGeometry;
   rank: number;
   alpha: number;
-  /** lora_A in tfjs layout [in, r]; copied into a variable (the caller keeps ownership). */
+  /** lora_A in tfjs layout, [in, r] or (conv) [kh, kw, in, r]; copied into a variable (the caller keeps ownership). */
   A: tf.Tensor;
   /** lora_B in tfjs layout [r, out]; copied into a variable. */
   B: tf.Tensor;
@@ -31,35 +47,46 @@ export interface LoraAdapterSpec {
   multiplier?: number;
 }
 
+/** lora_A's tfjs shape for a module: [in, r], or [kh, kw, in, r] for a conv. */
+export function loraAShape(inFeatures: number, rank: number, conv?: ConvGeometry): number[] {
+  return conv ? [conv.kernelSize[0], conv.kernelSize[1], inFeatures, rank] : [inFeatures, rank];
+}
+
 export class LoraAdapter implements ModuleAdapter {
   readonly name: string;
   readonly path: string;
   readonly inFeatures: number;
   readonly outFeatures: number;
+  readonly conv: ConvGeometry | undefined;
   readonly rank: number;
   readonly alpha: number;
   readonly multiplier: number;
-  /** lora_A, [in, r]. */
+  /** lora_A, [in, r] or (conv) [kh, kw, in, r]. */
   readonly A: tf.Variable;
   /** lora_B, [r, out]. */
   readonly B: tf.Variable;
+  private readonly pad: "valid" | [[0, 0], [number, number], [number, number], [0, 0]];
 
   constructor(spec: LoraAdapterSpec) {
-    const { path, inFeatures, outFeatures, rank } = spec;
+    const { path, inFeatures, outFeatures, rank, conv } = spec;
+    const module = conv ? `conv ${conv.kernelSize.join("×")}, in ${inFeatures}, out ${outFeatures}` : `in ${inFeatures}, out ${outFeatures}`;
     const want = (t: tf.Tensor, shape: number[], what: string) => {
       if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-        throw new AptError("BAD_INPUT", `LoRA on ${path}: ${what} has shape [${t.shape}] but the module (in ${inFeatures}, out ${outFeatures}) at rank ${rank} needs [${shape}]`);
+        throw new AptError("BAD_INPUT", `LoRA on ${path}: ${what} has shape [${t.shape}] but the module (${module}) at rank ${rank} needs [${shape}]`);
       }
     };
-    want(spec.A, [inFeatures, rank], "lora_A (tfjs layout [in, r])");
+    want(spec.A, loraAShape(inFeatures, rank, conv), conv ? "lora_A (tfjs layout [kh, kw, in, r])" : "lora_A (tfjs layout [in, r])");
     want(spec.B, [rank, outFeatures], "lora_B (tfjs layout [r, out])");
     this.name = spec.name;
     this.path = path;
     this.inFeatures = inFeatures;
     this.outFeatures = outFeatures;
+    this.conv = conv;
     this.rank = rank;
     this.alpha = spec.alpha;
     this.multiplier = spec.multiplier ?? 1;
+    const [ph, pw] = conv?.padding ?? [0, 0];
+    this.pad = ph === 0 && pw === 0 ? "valid" : [[0, 0], [ph, ph], [pw, pw], [0, 0]];
     // No variable names: two models (or a trained and a loaded adapter) may coexist.
     this.A = tf.variable(spec.A, spec.trainable);
     this.B = tf.variable(spec.B, spec.trainable);
@@ -74,13 +101,17 @@ export class LoraAdapter implements ModuleAdapter {
     return { "lora_A.weight": this.A, "lora_B.weight": this.B };
   }
 
-  /** x [..., in] → (x · A · B) · scale, [..., out]. */
+  /** Linear: x [..., in] → [..., out]. Conv: x NHWC [B, H, W, in] → [B, H', W', out] (the base conv's output size). */
   forward(x: tf.Tensor, _ctx?: AdapterContext): tf.Tensor {
-    const flat = x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, this.inFeatures]);
-    let y: tf.Tensor = tf.matMul(tf.matMul(flat, this.A as tf.Tensor2D), this.B as tf.Tensor2D);
+    // Both kinds end in the same matmul with B: the linear's x · A, or the conv's r-channel map, flattened to [-1, r].
+    let down: tf.Tensor;
+    if (this.conv) down = tf.conv2d(x as tf.Tensor4D, this.A as tf.Tensor4D, this.conv.stride, this.pad);
+    else down = x.rank === 2 ? tf.matMul(x as tf.Tensor2D, this.A as tf.Tensor2D) : tf.matMul(tf.reshape(x, [-1, this.inFeatures]), this.A as tf.Tensor2D);
+    const lead = this.conv ? down.shape.slice(0, -1) : x.shape.slice(0, -1);
+    let y: tf.Tensor = tf.matMul(down.rank === 2 ? (down as tf.Tensor2D) : tf.reshape(down, [-1, this.rank]), this.B as tf.Tensor2D);
     const scale = this.scale;
     if (scale !== 1) y = tf.mul(y, tf.scalar(scale, "float32"));
-    return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), this.outFeatures]);
+    return lead.length === 1 ? y : tf.reshape(y, [...lead, this.outFeatures]);
   }
 
   dispose(): void {
@@ -90,18 +121,25 @@ export class LoraAdapter implements ModuleAdapter {
 }
 
 /**
- * lora_A's initial values in tfjs layout [in, r], drawn from `rng` in torch's
- * row-major order of lora_A.weight [r, in]:
+ * lora_A's initial values in tfjs layout ([in, r], or [kh, kw, in, r] for a
+ * conv), drawn from `rng` in torch's row-major order of lora_A.weight
+ * ([r, in] or [r, in, kh, kw]):
  * - "gaussian": N(0, (1/rank)²), peft's `init_lora_weights="gaussian"`;
- * - "kaiming": U(-1/√in, 1/√in), peft's default (`kaiming_uniform_` with a = √5 on [r, in]).
+ * - "kaiming": U(-1/√fan_in, 1/√fan_in) with fan_in = in·kh·kw, peft's default
+ *   (`kaiming_uniform_` with a = √5).
  */
-export function initLoraA(inFeatures: number, rank: number, init: LoraInit, rng: Rng): tf.Tensor2D {
-  const data = new Float32Array(inFeatures * rank);
-  const bound = 1 / Math.sqrt(inFeatures);
+export function initLoraA(inFeatures: number, rank: number, init: LoraInit, rng: Rng, conv?: ConvGeometry): tf.Tensor {
+  const [kh, kw] = conv?.kernelSize ?? [1, 1];
+  const data = new Float32Array(inFeatures * kh * kw * rank);
+  const bound = 1 / Math.sqrt(inFeatures * kh * kw);
   for (let k = 0; k < rank; k++) {
     for (let i = 0; i < inFeatures; i++) {
-      data[i * rank + k] = init === "gaussian" ? rng.normal() / rank : (rng.uniform() * 2 - 1) * bound;
+      for (let y = 0; y < kh; y++) {
+        for (let x = 0; x < kw; x++) {
+          data[((y * kw + x) * inFeatures + i) * rank + k] = init === "gaussian" ? rng.normal() / rank : (rng.uniform() * 2 - 1) * bound;
+        }
+      }
     }
   }
-  return tf.tensor2d(data, [inFeatures, rank], "float32");
+  return tf.tensor(data, loraAShape(inFeatures, rank, conv), "float32");
 }

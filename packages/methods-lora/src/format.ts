@@ -3,8 +3,8 @@
  *
  * diffusers / PEFT (`pytorch_lora_weights.safetensors`, what
  * `pipe.load_lora_weights` reads):
- *   unet.<module path>.lora_A.weight            [r, in]
- *   unet.<module path>.lora_B.weight            [out, r]
+ *   unet.<module path>.lora_A.weight            [r, in]     (conv: [r, in, kh, kw])
+ *   unet.<module path>.lora_B.weight            [out, r]    (conv: [out, r, 1, 1])
  *   text_encoder.<module path>.lora_A.weight    (text encoder paths start with "text_model.")
  *   __metadata__.lora_adapter_metadata          JSON {"unet.r", "unet.lora_alpha", "unet.target_modules", …}
  *
@@ -14,12 +14,12 @@
  *   lora_unet_<…>.alpha                               scalar
  *   lora_te1_<text encoder path with "." → "_">…      (lora_te_ is read too)
  *
- * Inside, A is [in, r] and B [r, out] (tfjs layouts): the files hold the
- * transposes.
+ * Inside, A is [in, r] (conv: [kh, kw, in, r]) and B [r, out] (tfjs
+ * layouts): the files hold the transposes.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { AptError, readSafetensors, writeSafetensors, type DecodedTensor, type HookedModel, type HookPoint, type TensorToWrite } from "@apt/core";
-import { LoraAdapter } from "./adapter.js";
+import { LoraAdapter, type ConvGeometry } from "./adapter.js";
 
 export type LoraComponent = "unet" | "text_encoder";
 export type LoraFormat = "diffusers" | "kohya";
@@ -75,16 +75,24 @@ function components(layers: LoraLayers): [LoraComponent, readonly LoraAdapter[]]
   ];
 }
 
-/** The tensors of a LoRA file in torch layouts (lora_A [r, in], lora_B [out, r]) and the format's names. */
+/** torch's shapes of lora_A and lora_B for a module: [r, in] and [out, r], or for a conv [r, in, kh, kw] and [out, r, 1, 1]. */
+export function torchLoraShapes(inFeatures: number, outFeatures: number, rank: number, conv?: ConvGeometry): { A: number[]; B: number[] } {
+  if (!conv) return { A: [rank, inFeatures], B: [outFeatures, rank] };
+  return { A: [rank, inFeatures, conv.kernelSize[0], conv.kernelSize[1]], B: [outFeatures, rank, 1, 1] };
+}
+
+/** The tensors of a LoRA file in torch layouts (lora_A [r, in] or [r, in, kh, kw], lora_B [out, r] or [out, r, 1, 1]) and the format's names. */
 export async function loraStateDict(layers: LoraLayers, format: LoraFormat): Promise<Record<string, TensorToWrite>> {
   const out: Record<string, TensorToWrite> = {};
   for (const [component, adapters] of components(layers)) {
     for (const a of adapters) {
       const keys = loraKeys(format, component, a.path);
-      const [A, B] = tf.tidy(() => [tf.transpose(a.A), tf.transpose(a.B)]);
+      const shapes = torchLoraShapes(a.inFeatures, a.outFeatures, a.rank, a.conv);
+      // HWIO → OIHW for a conv's lora_A; lora_B's [r, out] → [out, r] (the trailing 1×1 of a conv is a reshape).
+      const [A, B] = tf.tidy(() => [a.conv ? tf.transpose(a.A, [3, 2, 0, 1]) : tf.transpose(a.A), tf.transpose(a.B)]);
       try {
-        out[keys.A] = { dtype: "F32", shape: [a.rank, a.inFeatures], data: (await A!.data()) as Float32Array };
-        out[keys.B] = { dtype: "F32", shape: [a.outFeatures, a.rank], data: (await B!.data()) as Float32Array };
+        out[keys.A] = { dtype: "F32", shape: shapes.A, data: (await A!.data()) as Float32Array };
+        out[keys.B] = { dtype: "F32", shape: shapes.B, data: (await B!.data()) as Float32Array };
       } finally {
         tf.dispose([A!, B!]);
       }
@@ -177,10 +185,9 @@ function closest(name: string, candidates: readonly string[]): string | undefine
   return best;
 }
 
-/** The linear points of one component, by dotted path and by kohya's underscore form. */
+/** The linear and conv points of one component, by dotted path and by kohya's underscore form. */
 class ComponentIndex {
-  readonly linear: Map<string, HookPoint>;
-  readonly conv: Set<string>;
+  readonly modules: Map<string, HookPoint>;
   private readonly underscored = new Map<string, string | null>(); // null: two paths share the form
 
   constructor(
@@ -188,19 +195,18 @@ class ComponentIndex {
     readonly model: HookedModel,
   ) {
     const points = model.hookPoints();
-    this.linear = new Map(points.filter((p) => p.kind === "linear").map((p) => [p.path, p]));
-    this.conv = new Set(points.filter((p) => p.kind === "conv").map((p) => p.path));
-    for (const path of this.linear.keys()) {
+    this.modules = new Map(points.filter((p) => p.kind === "linear" || p.kind === "conv").map((p) => [p.path, p]));
+    for (const path of this.modules.keys()) {
       const u = path.replaceAll(".", "_");
       this.underscored.set(u, this.underscored.has(u) ? null : path);
     }
   }
 
-  /** Resolves a kohya underscore path; undefined when no linear module has it. */
+  /** Resolves a kohya underscore path; undefined when no linear or conv module has it. */
   fromKohya(file: string, key: string, u: string): string | undefined {
     const path = this.underscored.get(u);
     if (path === null) {
-      const options = [...this.linear.keys()].filter((p) => p.replaceAll(".", "_") === u);
+      const options = [...this.modules.keys()].filter((p) => p.replaceAll(".", "_") === u);
       throw new AptError("BAD_INPUT", `${file}: tensor "${key}": the kohya name "${u}" is ambiguous in this ${COMPONENT_NAME[this.component]} (${options.join(", ")})`);
     }
     return path;
@@ -209,21 +215,17 @@ class ComponentIndex {
   unknownModule(file: string, key: string, path: string, kohya: boolean): AptError {
     const where = `${file}: tensor "${key}"`;
     const what = COMPONENT_NAME[this.component];
-    const convPath = kohya ? [...this.conv].find((p) => p.replaceAll(".", "_") === path) : this.conv.has(path) ? path : undefined;
-    if (convPath !== undefined) {
-      return new AptError("BAD_INPUT", `${where} is for the ${what} conv module "${convPath}": @apt/method-lora applies LoRA to linear modules only (conv LoRA / LoCon is not supported)`);
-    }
-    const paths = [...this.linear.keys()];
-    if (paths.length === 0) return new AptError("BAD_INPUT", `${where} names module "${path}" but the ${what} has no linear modules`);
+    const paths = [...this.modules.keys()];
+    if (paths.length === 0) return new AptError("BAD_INPUT", `${where} names module "${path}" but the ${what} has no linear or conv modules`);
     let hint: string;
     if (kohya) {
       const near = closest(path, paths.map((p) => p.replaceAll(".", "_")))!;
       const dotted = paths.find((p) => p.replaceAll(".", "_") === near)!;
-      hint = `the closest linear module is "${dotted}" (kohya name "${KOHYA_PREFIX[this.component]}${near}")`;
+      hint = `the closest module is "${dotted}" (kohya name "${KOHYA_PREFIX[this.component]}${near}")`;
     } else {
-      hint = `the closest linear module is "${closest(path, paths)}"`;
+      hint = `the closest module is "${closest(path, paths)}"`;
     }
-    return new AptError("BAD_INPUT", `${where} names module "${path}", which is not a linear module of the ${what}; ${hint}. Was the LoRA trained for another model?`);
+    return new AptError("BAD_INPUT", `${where} names module "${path}", which is not a linear or conv module of the ${what}; ${hint}. Was the LoRA trained for another model?`);
   }
 }
 
@@ -240,13 +242,23 @@ function parseKey(file: string, key: string, indexOf: (c: LoraComponent, key: st
   if (d) {
     const component = d[1] as LoraComponent;
     const index = indexOf(component, key);
-    if (!index.linear.has(d[2]!)) throw index.unknownModule(file, key, d[2]!, false);
+    if (!index.modules.has(d[2]!)) throw index.unknownModule(file, key, d[2]!, false);
     return { component, path: d[2]!, part: PART[d[3]!]! };
   }
   if (/(^|\.)(lora_magnitude_vector|dora_scale)/.test(key)) {
     throw new AptError("BAD_INPUT", `${file}: tensor "${key}" is a DoRA magnitude: DoRA is not supported`);
   }
   throw new AptError("BAD_INPUT", `${file}: tensor "${key}" is not a LoRA weight this loader knows; ${SUPPORTED}`);
+}
+
+/** A conv point's geometry for loading (undefined for a linear point). */
+function convGeometryOf(file: string, point: HookPoint): ConvGeometry | undefined {
+  if (point.kind !== "conv") return undefined;
+  const { kernelSize, stride, padding } = point;
+  if (!kernelSize || !stride || !padding) {
+    throw new AptError("BAD_INPUT", `${file}: module ${point.path} is a conv whose kernelSize, stride and padding the model does not report; update the model package to load conv LoRA`);
+  }
+  return { kernelSize, stride, padding };
 }
 
 function scalarOf(t: DecodedTensor): number {
@@ -311,25 +323,25 @@ export async function loadLoraWeights(model: LoraTargetModels, file: string, opt
   if (modules.size === 0) throw new AptError("BAD_INPUT", `${file}: no LoRA tensors in the file; ${SUPPORTED}`);
 
   const fromMetadata = metadataAlpha(file, metadata);
-  const plans: { component: LoraComponent; path: string; point: HookPoint; rank: number; alpha: number; A: DecodedTensor; B: DecodedTensor }[] = [];
+  const plans: { component: LoraComponent; path: string; point: HookPoint; conv?: ConvGeometry; rank: number; alpha: number; A: DecodedTensor; B: DecodedTensor }[] = [];
   for (const m of modules.values()) {
-    const point = indexes.get(m.component)!.linear.get(m.path)!;
+    const point = indexes.get(m.component)!.modules.get(m.path)!;
     const some = (m.A ?? m.B ?? m.alpha)!.key;
     if (!m.A || !m.B) {
       throw new AptError("BAD_INPUT", `${file}: module ${m.path} (tensor "${some}") has ${m.A ? "lora_A/lora_down but no lora_B/lora_up" : "no lora_A/lora_down"} weight`);
     }
     const [A, B] = [m.A.t, m.B.t];
-    if (A.shape.length !== 2 || B.shape.length !== 2) {
-      throw new AptError("BAD_INPUT", `${file}: tensors "${m.A.key}" [${A.shape}] and "${m.B.key}" [${B.shape}] must be matrices (conv LoRA is not supported)`);
-    }
-    const rank = A.shape[0]!;
+    const conv = convGeometryOf(file, point);
+    const rank = A.shape[0] ?? 0;
     const inF = point.inFeatures!;
     const outF = point.outFeatures!;
-    if (A.shape[1] !== inF || B.shape[0] !== outF || B.shape[1] !== rank || rank < 1) {
-      throw new AptError(
-        "BAD_INPUT",
-        `${file}: module ${m.path} (in ${inF}, out ${outF}) needs lora_A [r, ${inF}] and lora_B [${outF}, r]; "${m.A.key}" is [${A.shape}] and "${m.B.key}" is [${B.shape}]`,
-      );
+    const want = torchLoraShapes(inF, outF, rank, conv);
+    const same = (got: readonly number[], need: number[]) => got.length === need.length && got.every((d, i) => d === need[i]);
+    if (rank < 1 || !same(A.shape, want.A) || !same(B.shape, want.B)) {
+      const [module, needs] = conv
+        ? [`conv ${conv.kernelSize.join("×")}, in ${inF}, out ${outF}`, `lora_A [r, ${inF}, ${conv.kernelSize.join(", ")}] and lora_B [${outF}, r, 1, 1]`]
+        : [`linear, in ${inF}, out ${outF}`, `lora_A [r, ${inF}] and lora_B [${outF}, r]`];
+      throw new AptError("BAD_INPUT", `${file}: module ${m.path} (${module}) needs ${needs}; "${m.A.key}" is [${A.shape}] and "${m.B.key}" is [${B.shape}]`);
     }
     if (!(A.data instanceof Float32Array) || !(B.data instanceof Float32Array)) {
       throw new AptError("BAD_INPUT", `${file}: module ${m.path}: LoRA weights must be floating point (F32, F16 or BF16)`);
@@ -338,7 +350,7 @@ export async function loadLoraWeights(model: LoraTargetModels, file: string, opt
       throw new AptError("BAD_INPUT", `${file}: tensor "${m.alpha.key}" has shape [${m.alpha.t.shape}]; alpha must be a single number`);
     }
     const alpha = m.alpha ? scalarOf(m.alpha.t) : (fromMetadata[m.component] ?? rank);
-    plans.push({ component: m.component, path: m.path, point, rank, alpha, A, B });
+    plans.push({ component: m.component, path: m.path, point, conv, rank, alpha, A, B });
   }
 
   for (const component of ["unet", "text_encoder"] as const) {
@@ -350,16 +362,19 @@ export async function loadLoraWeights(model: LoraTargetModels, file: string, opt
     hooked.addAdapter(target, (point) => {
       const p = byPath.get(point.path);
       if (!p) throw new AptError("INTERNAL", `loadLoraWeights: addAdapter matched ${point.path}, which is not in the file`);
-      const [A, B] = tf.tidy(() => [
-        tf.transpose(tf.tensor2d(p.A.data as Float32Array, [p.rank, p.point.inFeatures!])),
-        tf.transpose(tf.tensor2d(p.B.data as Float32Array, [p.point.outFeatures!, p.rank])),
-      ]);
+      const shapes = torchLoraShapes(p.point.inFeatures!, p.point.outFeatures!, p.rank, p.conv);
+      // torch → tfjs: a conv's lora_A OIHW → HWIO; lora_B [out, r(, 1, 1)] → [r, out].
+      const [A, B] = tf.tidy(() => {
+        const a = tf.tensor(p.A.data as Float32Array, shapes.A);
+        return [p.conv ? tf.transpose(a, [2, 3, 1, 0]) : tf.transpose(a), tf.transpose(tf.tensor2d(p.B.data as Float32Array, [p.point.outFeatures!, p.rank]))];
+      });
       try {
         return new LoraAdapter({
           name: adapterName,
           path: point.path,
           inFeatures: p.point.inFeatures!,
           outFeatures: p.point.outFeatures!,
+          conv: p.conv,
           rank: p.rank,
           alpha: p.alpha,
           A: A!,

@@ -5,14 +5,15 @@
 import "./register.js";
 import { lora } from "./plugin.js";
 
-export { lora, createLora, linearTargets, trainingMetadata } from "./plugin.js";
+export { lora, createLora, loraTargets, convGeometry, trainingMetadata } from "./plugin.js";
 export { loraOptionsSchema, DEFAULT_TARGET_MODULES, CLIP_ATTENTION_MODULES, type LoraOptions, type LoraOptionsInput } from "./options.js";
-export { LoraAdapter, initLoraA, type LoraAdapterSpec, type LoraInit } from "./adapter.js";
+export { LoraAdapter, initLoraA, loraAShape, type ConvGeometry, type LoraAdapterSpec, type LoraInit } from "./adapter.js";
 export {
   loadLoraWeights,
   saveLoraWeights,
   loraStateDict,
   loraKeys,
+  torchLoraShapes,
   kohyaModuleName,
   exactTarget,
   DIFFUSERS_LORA_FILE,

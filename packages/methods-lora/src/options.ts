@@ -36,7 +36,7 @@ export const loraOptionsSchema = z
     alpha: z.number().positive().optional(),
     /** Init of lora_A (lora_B is always zero): "gaussian" = N(0, (1/rank)²) (diffusers' script), "kaiming" = peft's default kaiming-uniform. */
     init: z.enum(["gaussian", "kaiming"]).default("gaussian"),
-    /** UNet modules to adapt (peft rules); only linear modules are adapted. */
+    /** UNet modules to adapt (peft rules): linear and conv modules (a conv gets a conv lora_A, as peft and LoCon). */
     target_modules: targetModules.default(() => [...DEFAULT_TARGET_MODULES]),
     /** Text-encoder modules to adapt; [] (default) trains the UNet only. */
     text_encoder_target_modules: targetModules.default(() => []),

@@ -1,6 +1,6 @@
 /**
  * The `lora` method plugin: LoRA adapters on the UNet's (and optionally the
- * text encoder's) linear modules; only the adapters train. Export writes the
+ * text encoder's) linear and conv modules; only the adapters train. Export writes the
  * diffusers/PEFT file and the kohya file.
  */
 import * as tf from "@tensorflow/tfjs-core";
@@ -18,28 +18,39 @@ import {
   type TargetModules,
   type TrainingModel,
 } from "@apt/core";
-import { LoraAdapter, initLoraA } from "./adapter.js";
+import { LoraAdapter, initLoraA, type ConvGeometry } from "./adapter.js";
 import { DIFFUSERS_LORA_FILE, exactTarget, saveLoraWeights, type LoraLayers } from "./format.js";
 import { loraOptionsSchema, type LoraOptions } from "./options.js";
 
-/** The linear points `target` selects (peft rules); conv points it also selects are skipped, with a log line. */
-export function linearTargets(model: HookedModel, target: TargetModules, option: string, what: string, log?: (m: string) => void): HookPoint[] {
+/** A conv point's geometry, or an error naming the module when the model does not report it. */
+export function convGeometry(point: HookPoint, what: string): ConvGeometry | undefined {
+  if (point.kind !== "conv") return undefined;
+  const { kernelSize, stride, padding } = point;
+  if (!kernelSize || !stride || !padding) {
+    throw new AptError(
+      "BAD_INPUT",
+      `lora: the ${what}'s conv module ${point.path} does not report its kernelSize, stride and padding, which conv LoRA needs; update the model package (a current @apt/diffusion reports them) or leave conv modules out of the targets`,
+    );
+  }
+  return { kernelSize, stride, padding };
+}
+
+/** The linear and conv points `target` selects (peft rules); none is an error listing example paths. */
+export function loraTargets(model: HookedModel, target: TargetModules, option: string, what: string): HookPoint[] {
   const matched = model.hookPoints().filter((p) => (p.kind === "linear" || p.kind === "conv") && matchesTargetModules(p.path, target));
-  const linear = matched.filter((p) => p.kind === "linear");
-  const conv = matched.filter((p) => p.kind === "conv");
-  if (conv.length > 0) {
-    log?.(`${option} also matches ${conv.length} conv module(s) of the ${what} (e.g. ${conv[0]!.path}); LoRA is applied to linear modules only, so they are left as they are`);
+  if (matched.length === 0) {
+    const some = model.hookPoints().filter((p) => p.kind === "linear" || p.kind === "conv").slice(0, 4).map((p) => p.path);
+    throw new AptError("BAD_INPUT", `lora: ${option} ${JSON.stringify(target)} matches no linear or conv module of the ${what}; examples of paths: ${some.join(", ")}`);
   }
-  if (linear.length === 0) {
-    const some = model.hookPoints("linear").slice(0, 4).map((p) => p.path);
-    throw new AptError("BAD_INPUT", `lora: ${option} ${JSON.stringify(target)} matches no linear module of the ${what}; examples of paths: ${some.join(", ")}`);
-  }
-  return linear;
+  for (const p of matched) convGeometry(p, what);
+  return matched;
 }
 
 /** Training metadata, kohya's `ss_*` keys and modelspec, plus apt's own; string values only. */
-export function trainingMetadata(options: LoraOptions, ctx: Pick<SetupContext, "train">, outputName: string): Record<string, string> {
+export function trainingMetadata(options: LoraOptions, ctx: Pick<SetupContext, "train">, outputName: string, spatialConvs = false): Record<string, string> {
   return {
+    // kohya's LoCon: convs with a kernel above 1×1 are adapted at conv_dim / conv_alpha (here the same rank and alpha).
+    ...(spatialConvs ? { ss_network_args: JSON.stringify({ conv_dim: String(options.rank), conv_alpha: String(options.alpha) }) } : {}),
     ss_network_module: "networks.lora",
     ss_network_dim: String(options.rank),
     ss_network_alpha: String(options.alpha),
@@ -75,8 +86,9 @@ export function createLora(options: LoraOptions, ctx: SetupContext): Method {
   const trainable: Record<string, { variable: tf.Variable; lrScale: number }> = {};
   let prepared: TrainingModel | undefined;
 
-  const make = (list: LoraAdapter[]) => (point: HookPoint) => {
-    const A = initLoraA(point.inFeatures!, options.rank, options.init, ctx.rng);
+  const make = (list: LoraAdapter[], what: string) => (point: HookPoint) => {
+    const conv = convGeometry(point, what);
+    const A = initLoraA(point.inFeatures!, options.rank, options.init, ctx.rng, conv);
     const B = tf.zeros([options.rank, point.outFeatures!]);
     try {
       const adapter = new LoraAdapter({
@@ -84,6 +96,7 @@ export function createLora(options: LoraOptions, ctx: SetupContext): Method {
         path: point.path,
         inFeatures: point.inFeatures!,
         outFeatures: point.outFeatures!,
+        conv,
         rank: options.rank,
         alpha: options.alpha,
         A,
@@ -103,17 +116,20 @@ export function createLora(options: LoraOptions, ctx: SetupContext): Method {
     prepare(model) {
       if (prepared) throw new AptError("INTERNAL", `lora "${name}": prepare() was called twice`);
       prepared = model;
-      const unetPoints = linearTargets(model.unet, options.target_modules, "target_modules", "UNet", ctx.log);
-      const unetVars = model.unet.addAdapter(exactTarget(unetPoints.map((p) => p.path)), make(unetAdapters));
+      const unetPoints = loraTargets(model.unet, options.target_modules, "target_modules", "UNet");
+      const unetVars = model.unet.addAdapter(exactTarget(unetPoints.map((p) => p.path)), make(unetAdapters, "UNet"));
       for (const [n, variable] of Object.entries(unetVars)) trainable[n] = { variable, lrScale: options.lr_scale };
       if (hasTargets(options.text_encoder_target_modules)) {
         if (!model.textEncoder) throw new AptError("BAD_INPUT", `lora: text_encoder_target_modules is set but the model has no text encoder`);
-        const points = linearTargets(model.textEncoder, options.text_encoder_target_modules, "text_encoder_target_modules", "text encoder", ctx.log);
-        const vars = model.textEncoder.addAdapter(exactTarget(points.map((p) => p.path)), make(textAdapters));
+        const points = loraTargets(model.textEncoder, options.text_encoder_target_modules, "text_encoder_target_modules", "text encoder");
+        const vars = model.textEncoder.addAdapter(exactTarget(points.map((p) => p.path)), make(textAdapters, "text encoder"));
         for (const [n, variable] of Object.entries(vars)) trainable[`text_encoder.${n}`] = { variable, lrScale: options.lr_scale };
       }
       const n = unetAdapters.length + textAdapters.length;
-      ctx.log(`rank ${options.rank}, alpha ${options.alpha}, ${options.init} init: ${unetAdapters.length} UNet + ${textAdapters.length} text-encoder modules, ${Object.values(trainable).reduce((a, t) => a + t.variable.size, 0)} parameters (${n} adapters)`);
+      const convs = [...unetAdapters, ...textAdapters].filter((a) => a.conv).length;
+      ctx.log(
+        `rank ${options.rank}, alpha ${options.alpha}, ${options.init} init: ${unetAdapters.length} UNet + ${textAdapters.length} text-encoder modules${convs > 0 ? ` (${convs} conv)` : ""}, ${Object.values(trainable).reduce((a, t) => a + t.variable.size, 0)} parameters (${n} adapters)`,
+      );
     },
 
     trainable() {
@@ -134,7 +150,8 @@ export function createLora(options: LoraOptions, ctx: SetupContext): Method {
       if (!prepared) throw new AptError("INTERNAL", `lora "${name}": export() before prepare()`);
       await mkdir(dir, { recursive: true });
       const stem = fileStem(name);
-      const metadata = trainingMetadata(options, ctx, stem);
+      const spatial = [...unetAdapters, ...textAdapters].some((a) => a.conv && a.conv.kernelSize.some((k) => k > 1));
+      const metadata = trainingMetadata(options, ctx, stem, spatial);
       const diffusersFile = join(dir, DIFFUSERS_LORA_FILE);
       const kohyaFile = join(dir, `${stem}.kohya.safetensors`);
       await saveLoraWeights(diffusersFile, layers(), { format: "diffusers", metadata });
@@ -157,7 +174,7 @@ export function createLora(options: LoraOptions, ctx: SetupContext): Method {
 export const lora: MethodPlugin<LoraOptions> = {
   apiVersion: METHOD_API_VERSION,
   name: "lora",
-  description: "LoRA (low-rank adapters) on the UNet's attention projections, optionally the text encoder's; exports diffusers and kohya safetensors.",
+  description: "LoRA (low-rank adapters) on the UNet's attention projections by default, or any linear and conv modules (LoCon), optionally the text encoder's; exports diffusers and kohya safetensors.",
   options: loraOptionsSchema,
   provides: ["adapter"],
   create: createLora,

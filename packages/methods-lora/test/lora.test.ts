@@ -6,7 +6,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { AptError, Rng, readSafetensors, writeSafetensors, type Method, type SetupContext, type TrainingModel } from "@apt/core";
 import { backend } from "@apt/backend-cpu";
-import { AdaptableModule, CLIPTextModel, DiffusersModel, Linear, UNet2DConditionModel } from "@apt/diffusion";
+import { AdaptableModule, CLIPTextModel, Conv2d, DiffusersModel, Linear, UNet2DConditionModel } from "@apt/diffusion";
 import { LoraAdapter, kohyaModuleName, loadLoraWeights, lora, type LoraOptions, type LoraOptionsInput } from "../src/index.js";
 
 const fixture = join(import.meta.dirname, "..", "..", "..", "..", "shared", "fixtures", "shapes-s-parity");
@@ -169,15 +169,32 @@ describe("prepare", () => {
     expect(log.join("\n")).toMatch(/14 UNet \+ 8 text-encoder modules, \d+ parameters \(22 adapters\)/);
   });
 
-  it("conv modules matched by a target are skipped with a log line; no linear match fails", async () => {
+  it("conv modules matched by a target get conv LoRA (peft's Conv2d, LoCon); no match fails listing paths", async () => {
+    const before = unetOut();
     const log: string[] = [];
-    const method = await lora.create(await options({ target_modules: ["conv1", "ff.net.2"] }), setup(model, 0, log));
+    const method = await lora.create(await options({ target_modules: ["conv1", "conv_shortcut", "downsamplers.0.conv", "ff.net.2"] }), setup(model, 0, log));
     await method.prepare!(model);
     active.push(method);
-    expect(Object.keys(vars(method)).every((n) => n.includes("ff.net.2"))).toBe(true);
-    expect(log.join("\n")).toMatch(/conv module\(s\) of the UNet .*linear modules only/);
+    const v = vars(method);
+    const convPoints = unet.hookPoints("conv").filter((p) => /(conv1|conv_shortcut|downsamplers\.0\.conv)$/.test(p.path));
+    expect(convPoints.length).toBeGreaterThan(4);
+    for (const p of convPoints) {
+      // lora_A is a conv of the base conv's kernel with r output channels (HWIO inside); lora_B maps r → out.
+      expect(v[`${p.path}.lora_A.weight`]!.variable.shape, p.path).toEqual([p.kernelSize![0], p.kernelSize![1], p.inFeatures!, 4]);
+      expect(v[`${p.path}.lora_B.weight`]!.variable.shape, p.path).toEqual([4, p.outFeatures!]);
+    }
+    expect(Object.keys(v).filter((n) => n.includes("ff.net.2"))).toHaveLength(7 * 2);
+    expect(log.join("\n")).toMatch(new RegExp(`${convPoints.length + 7} UNet \\+ 0 text-encoder modules \\(${convPoints.length} conv\\)`));
+    // B = 0: the output is unchanged; with B ≠ 0 (strided convs included) it changes and keeps its shape.
+    const same = unetOut();
+    expect(await maxDiff(same, before)).toBe(0);
+    perturb(method, 3);
+    const changed = unetOut();
+    expect(changed.shape).toEqual(before.shape);
+    expect(await maxDiff(changed, before)).toBeGreaterThan(1e-4);
+    tf.dispose([before, same, changed]);
     const bad = await lora.create(await options({ target_modules: ["to_qq"] }), setup(model));
-    expect(() => bad.prepare!(model)).toThrow(/target_modules \["to_qq"\] matches no linear module of the UNet/);
+    expect(() => bad.prepare!(model)).toThrow(/target_modules \["to_qq"\] matches no linear or conv module of the UNet; examples of paths: conv_in/);
   });
 
   it("same seed → identical A; another seed → different A", async () => {
@@ -314,6 +331,107 @@ describe("LoRA math", () => {
   });
 });
 
+/** One Conv2d (2 → 3 channels, 3×3, stride 2, padding 1) at path "conv", for conv LoRA by hand. */
+class OneConv extends DiffusersModel {
+  readonly weightsName = "model.safetensors";
+  readonly conv: Conv2d;
+  constructor() {
+    super();
+    this.conv = this.add("conv", new Conv2d(2, 3, 3, 2, 1));
+    this.initialize(new Rng(4));
+  }
+  toConfig(): Record<string, unknown> {
+    return {};
+  }
+  forward(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => this.conv.call(x, this.forwardContext()));
+  }
+}
+
+/** peft's Conv2d LoRA delta by loops: lora_B (1×1) ∘ lora_A (the base conv's kernel, stride, padding), × scale. x [H][W][in], A [kh][kw][in][r], B [r][out]. */
+function convLoraByHand(x: number[][][], A: number[][][][], B: number[][], stride: number, pad: number, scale: number): number[][][] {
+  const [H, W, k, r, out] = [x.length, x[0]!.length, A.length, B.length, B[0]!.length];
+  const [Ho, Wo] = [Math.floor((H + 2 * pad - k) / stride) + 1, Math.floor((W + 2 * pad - k) / stride) + 1];
+  const y: number[][][] = [];
+  for (let i = 0; i < Ho; i++) {
+    y.push([]);
+    for (let j = 0; j < Wo; j++) {
+      const down = new Array<number>(r).fill(0);
+      for (let dy = 0; dy < k; dy++) {
+        for (let dx = 0; dx < k; dx++) {
+          const [yy, xx] = [i * stride + dy - pad, j * stride + dx - pad];
+          if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue; // zero padding
+          for (let c = 0; c < x[0]![0]!.length; c++) for (let q = 0; q < r; q++) down[q]! += x[yy]![xx]![c]! * A[dy]![dx]![c]![q]!;
+        }
+      }
+      y[i]!.push(Array.from({ length: out }, (_, o) => scale * down.reduce((acc, d, q) => acc + d * B[q]![o]!, 0)));
+    }
+  }
+  return y;
+}
+
+describe("conv LoRA math", () => {
+  it("a strided, padded conv's output changes by (alpha/rank)·conv1x1(conv(x, A), B), of the conv's output size", async () => {
+    const tiny = new OneConv();
+    const m = { unet: tiny, textEncoder: tiny } as unknown as TrainingModel;
+    const method = await lora.create(await options({ rank: 2, alpha: 3, target_modules: ["conv"] }), setup(m));
+    await method.prepare!(m);
+    const v = method.trainable!(m) as Record<string, { variable: tf.Variable }>;
+    expect(v["conv.lora_A.weight"]!.variable.shape).toEqual([3, 3, 2, 2]);
+    expect(v["conv.lora_B.weight"]!.variable.shape).toEqual([2, 3]);
+    const A = tf.randomNormal([3, 3, 2, 2], 0, 1, "float32", 7);
+    const B = tf.randomNormal([2, 3], 0, 1, "float32", 8);
+    v["conv.lora_A.weight"]!.variable.assign(A);
+    v["conv.lora_B.weight"]!.variable.assign(B);
+    const x = tf.randomNormal([1, 5, 5, 2], 0, 1, "float32", 9) as tf.Tensor4D;
+    const delta = tf.tidy(() => tf.sub(tiny.forward(x), tiny.withAdaptersOff(() => tiny.forward(x))));
+    expect(delta.shape).toEqual([1, 3, 3, 3]);
+    const expected = convLoraByHand(((await x.array()) as number[][][][])[0]!, (await A.array()) as number[][][][], (await B.array()) as number[][], 2, 1, 3 / 2);
+    const got = ((await delta.array()) as number[][][][])[0]!;
+    for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) for (let o = 0; o < 3; o++) expect(got[i]![j]![o]).toBeCloseTo(expected[i]![j]![o]!, 4);
+    tf.dispose([A, B, x, delta]);
+    method.dispose!();
+    tiny.dispose();
+  });
+
+  it("gradients of lora_A and lora_B through a strided conv match central finite differences", async () => {
+    const tiny = new OneConv();
+    const m = { unet: tiny, textEncoder: tiny } as unknown as TrainingModel;
+    const method = await lora.create(await options({ rank: 2, target_modules: ["conv"] }), setup(m));
+    await method.prepare!(m);
+    const v = method.trainable!(m) as Record<string, { variable: tf.Variable }>;
+    const A = v["conv.lora_A.weight"]!.variable;
+    const B = v["conv.lora_B.weight"]!.variable;
+    B.assign(tf.randomNormal([2, 3], 0, 0.5, "float32", 12)); // B ≠ 0, so lora_A gets a gradient too
+    const x = tf.randomNormal([2, 6, 6, 2], 0, 1, "float32", 13) as tf.Tensor4D;
+    const target = tf.randomNormal([2, 3, 3, 3], 0, 1, "float32", 14);
+    const loss = () => tf.tidy(() => tf.sum(tf.mul(tiny.forward(x), target)) as tf.Scalar);
+    const { grads } = tf.variableGrads(loss, [A, B]);
+    const h = 1e-2; // the loss is linear in each of A's and B's entries, so central differences are exact up to float32 rounding
+    for (const variable of [A, B]) {
+      const analytic = await grads[variable.name]!.data();
+      const values = await variable.data();
+      for (const index of [0, 5, variable.size - 1]) {
+        const at = (d: number) => {
+          const moved = values.slice();
+          moved[index] = values[index]! + d;
+          variable.assign(tf.tensor(moved, variable.shape));
+          const l = loss();
+          const out = l.dataSync()[0]!;
+          l.dispose();
+          return out;
+        };
+        const numeric = (at(h) - at(-h)) / (2 * h);
+        variable.assign(tf.tensor(values, variable.shape));
+        expect(analytic[index]!, `${variable === A ? "lora_A" : "lora_B"}[${index}]`).toBeCloseTo(numeric, 2);
+      }
+    }
+    tf.dispose([x, target, ...Object.values(grads)]);
+    method.dispose!();
+    tiny.dispose();
+  });
+});
+
 describe("export and load", () => {
   it("writes diffusers and kohya files with torch layouts, alpha and string metadata", async () => {
     const method = await prepared({ rank: 4, alpha: 8, text_encoder_target_modules: ["q_proj", "k_proj", "v_proj", "out_proj"] });
@@ -415,6 +533,48 @@ describe("export and load", () => {
     freshText.dispose();
   });
 
+  it("conv LoRA: torch layouts [r, in, kh, kw] / [out, r, 1, 1] in both files, LoCon's conv_dim, and an exact round trip", async () => {
+    const method = await prepared({ rank: 4, alpha: 2, target_modules: ["conv1", "conv_shortcut", "to_q"] });
+    perturb(method, 31);
+    const trained = unetOut();
+    const dir = await tmp();
+    const [diffusersFile, kohyaFile] = await method.export!(dir);
+    const CONV = "down_blocks.1.resnets.0.conv1";
+    const point = unet.hookPoints("conv").find((p) => p.path === CONV)!;
+    const [inF, outF] = [point.inFeatures!, point.outFeatures!];
+    const A = vars(method)[`${CONV}.lora_A.weight`]!.variable; // [3, 3, in, r]
+    const B = vars(method)[`${CONV}.lora_B.weight`]!.variable; // [r, out]
+    const d = await readSafetensors(diffusersFile!);
+    const k = await readSafetensors(kohyaFile!);
+    const kohyaName = kohyaModuleName("unet", CONV);
+    for (const [a, b] of [
+      [d.tensors[`unet.${CONV}.lora_A.weight`]!, d.tensors[`unet.${CONV}.lora_B.weight`]!],
+      [k.tensors[`${kohyaName}.lora_down.weight`]!, k.tensors[`${kohyaName}.lora_up.weight`]!],
+    ]) {
+      expect(a!.shape).toEqual([4, inF, 3, 3]);
+      expect(b!.shape).toEqual([outF, 4, 1, 1]);
+      // One entry by index: torch's lora_A[q, c, y, x] is tfjs's A[y, x, c, q]; lora_B[o, q] is B[q, o].
+      const [q, c, y, x, o] = [3, inF - 1, 2, 0, 5];
+      expect(a!.data[((q * inF + c) * 3 + y) * 3 + x]).toBe((await A.data())[((y * 3 + x) * inF + c) * 4 + q]);
+      expect(b!.data[o * 4 + q]).toBe((await B.data())[q * outF + o]);
+    }
+    expect(k.tensors[`${kohyaName}.alpha`]!.data[0]).toBe(2);
+    expect(JSON.parse(k.metadata.ss_network_args!)).toEqual({ conv_dim: "4", conv_alpha: "2" });
+    expect(JSON.parse(d.metadata.lora_adapter_metadata!)["unet.target_modules"]).toContain(CONV);
+
+    const fresh = await UNet2DConditionModel.fromPretrained(join(fixture, "unet"));
+    for (const file of [diffusersFile!, kohyaFile!]) {
+      await loadLoraWeights({ unet: fresh }, file);
+      expect(adaptersOn(fresh, CONV)[0]!.conv).toEqual({ kernelSize: [3, 3], stride: [1, 1], padding: [1, 1] });
+      const u = unetOut(fresh);
+      expect(await maxDiff(u, trained), file).toBe(0);
+      fresh.removeAdapters("lora");
+      u.dispose();
+    }
+    trained.dispose();
+    fresh.dispose();
+  });
+
   it("a file with an unknown module fails naming the key and the closest module; nothing is installed", async () => {
     const dir = await tmp();
     const w = (shape: number[]) => ({ dtype: "F32" as const, shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
@@ -428,7 +588,7 @@ describe("export and load", () => {
     await expectAptError(
       loadLoraWeights({ unet }, badDiffusers),
       /bad\.safetensors: tensor "unet\.down_blocks\.1\.attentions\.0\.transformer_blocks\.0\.attn1\.to_qq\.lora_A\.weight"/,
-      /closest linear module is "down_blocks\.1\.attentions\.0\.transformer_blocks\.0\.attn1\.to_q"/,
+      /closest module is "down_blocks\.1\.attentions\.0\.transformer_blocks\.0\.attn1\.to_q"/,
     );
     expect(adaptersOn(unet, `${ATTN}.attn1.to_q`)).toHaveLength(0);
 
@@ -440,7 +600,7 @@ describe("export and load", () => {
     await expectAptError(
       loadLoraWeights({ unet }, badKohya),
       /tensor "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_kk\.lora_down\.weight"/,
-      /closest linear module is "down_blocks\.1\.attentions\.0\.transformer_blocks\.0\.attn1\.to_k" \(kohya name "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_k"\)/,
+      /closest module is "down_blocks\.1\.attentions\.0\.transformer_blocks\.0\.attn1\.to_k" \(kohya name "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_k"\)/,
     );
 
     const other = join(dir, "other.safetensors");
@@ -451,13 +611,17 @@ describe("export and load", () => {
     await writeSafetensors(te, { "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": w([4, 64]) });
     await expectAptError(loadLoraWeights({ unet }, te), /is for the text encoder, but no text encoder was given/);
 
+    // A conv needs 4-D weights of its kernel: a linear-style [r, in] lora_down for conv_in is refused, naming the shapes.
     const conv = join(dir, "conv.safetensors");
-    await writeSafetensors(conv, { "lora_unet_conv_in.lora_down.weight": w([4, 3, 3, 3]) });
-    await expectAptError(loadLoraWeights({ unet }, conv), /conv module "conv_in": @apt\/method-lora applies LoRA to linear modules only/);
+    await writeSafetensors(conv, { "lora_unet_conv_in.lora_down.weight": w([4, 3]), "lora_unet_conv_in.lora_up.weight": w([32, 4]) });
+    await expectAptError(
+      loadLoraWeights({ unet }, conv),
+      /module conv_in \(conv 3×3, in 3, out 32\) needs lora_A \[r, 3, 3, 3\] and lora_B \[32, r, 1, 1\]; "lora_unet_conv_in\.lora_down\.weight" is \[4,3\]/,
+    );
 
     const shape = join(dir, "shape.safetensors");
     await writeSafetensors(shape, { [`unet.${TO_OUT}.lora_A.weight`]: w([4, 32]), [`unet.${TO_OUT}.lora_B.weight`]: w([64, 4]) });
-    await expectAptError(loadLoraWeights({ unet }, shape), /needs lora_A \[r, 64\] and lora_B \[64, r\]/);
+    await expectAptError(loadLoraWeights({ unet }, shape), /\(linear, in 64, out 64\) needs lora_A \[r, 64\] and lora_B \[64, r\]/);
 
     const half = join(dir, "half.safetensors");
     await writeSafetensors(half, { [`unet.${TO_OUT}.lora_A.weight`]: w([4, 64]) });

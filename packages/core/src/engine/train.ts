@@ -112,7 +112,8 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
       trainable.set(name, tv);
     }
   }
-  if (trainable.size === 0) {
+  const trainsOwnWeights = trainable.size === 0;
+  if (trainsOwnWeights) {
     for (const [name, v] of model.unet.namedParameters()) trainable.set(name, { variable: v, lrScale: 1 });
     if (o.trainTextEncoder ?? run.task === "pretrain") for (const [name, v] of model.textEncoder.namedParameters()) trainable.set(`text_encoder.${name}`, { variable: v, lrScale: 1 });
   }
@@ -264,6 +265,11 @@ export async function train(run: TrainRun): Promise<TrainSummary> {
     const finalDir = join(run.runDir, "final");
     await mkdir(finalDir, { recursive: true });
     for (const c of created) exports.push(...((await c.method.export?.(finalDir)) ?? []));
+    // The model's own weights trained (no method chose the trainable set): the fine-tuned pipeline is the result.
+    if (trainsOwnWeights && model.savePretrained) {
+      await model.savePretrained(finalDir);
+      exports.push(join(finalDir, "model_index.json"));
+    }
     if (exports.length) emit({ type: "export", paths: exports });
   }
   optimizers.forEach((x) => x.dispose());

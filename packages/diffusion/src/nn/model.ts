@@ -107,7 +107,17 @@ export abstract class DiffusersModel extends Module implements HookedModel {
       if (m === this) continue;
       if (isAttention(m)) points.push({ path: m.path, kind: "attention", attention: m.kind, heads: m.heads });
       else if (m instanceof Linear) points.push({ path: m.path, kind: "linear", inFeatures: m.inFeatures, outFeatures: m.outFeatures });
-      else if (m instanceof Conv2d) points.push({ path: m.path, kind: "conv", inFeatures: m.inFeatures, outFeatures: m.outFeatures });
+      else if (m instanceof Conv2d) {
+        points.push({
+          path: m.path,
+          kind: "conv",
+          inFeatures: m.inFeatures,
+          outFeatures: m.outFeatures,
+          kernelSize: [m.kernelSize, m.kernelSize],
+          stride: [m.stride, m.stride],
+          padding: [m.padding, m.padding],
+        });
+      }
       if (isFeaturePoint(m)) points.push({ path: m.path, kind: "feature" });
     }
     return kind ? points.filter((p) => p.kind === kind) : points;
