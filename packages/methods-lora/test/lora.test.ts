@@ -274,30 +274,35 @@ describe("training and memory", () => {
   });
 });
 
-/** One Linear (3 → 2) at path "proj", for the LoRA math by hand. */
-class OneLinear extends DiffusersModel {
+/** A model of one adaptable module at `path` (a Linear or a Conv2d), for the LoRA math by hand. */
+class OneModule<M extends Linear | Conv2d> extends DiffusersModel {
   readonly weightsName = "model.safetensors";
-  readonly proj: Linear;
-  constructor() {
+  readonly module: M;
+  constructor(path: string, module: M, seed: number) {
     super();
-    this.proj = this.add("proj", new Linear(3, 2));
-    this.initialize(new Rng(3));
+    this.module = this.add(path, module);
+    this.initialize(new Rng(seed));
   }
   toConfig(): Record<string, unknown> {
     return {};
   }
   forward(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => this.proj.call(x, this.forwardContext()));
+    return tf.tidy(() => this.module.call(x as tf.Tensor4D, this.forwardContext()));
   }
+}
+
+/** `lora` prepared on a one-module model; its variables by name. */
+async function loraOn(tiny: DiffusersModel, input: LoraOptionsInput): Promise<{ method: Method; v: Record<string, { variable: tf.Variable }> }> {
+  const m = { unet: tiny, textEncoder: tiny } as unknown as TrainingModel;
+  const method = await lora.create(await options(input), setup(m));
+  await method.prepare!(m);
+  return { method, v: method.trainable!(m) as Record<string, { variable: tf.Variable }> };
 }
 
 describe("LoRA math", () => {
   it("the module output changes by (alpha/rank)·x·A·B", async () => {
-    const tiny = new OneLinear();
-    const m = { unet: tiny, textEncoder: tiny } as unknown as TrainingModel;
-    const method = await lora.create(await options({ rank: 2, alpha: 3, target_modules: ["proj"] }), setup(m));
-    await method.prepare!(m);
-    const v = method.trainable!(m) as Record<string, { variable: tf.Variable }>;
+    const tiny = new OneModule("proj", new Linear(3, 2), 3);
+    const { method, v } = await loraOn(tiny, { rank: 2, alpha: 3, target_modules: ["proj"] });
     expect(Object.keys(v)).toEqual(["proj.lora_A.weight", "proj.lora_B.weight"]);
     const A = [
       [0.5, -1],
@@ -332,21 +337,7 @@ describe("LoRA math", () => {
 });
 
 /** One Conv2d (2 → 3 channels, 3×3, stride 2, padding 1) at path "conv", for conv LoRA by hand. */
-class OneConv extends DiffusersModel {
-  readonly weightsName = "model.safetensors";
-  readonly conv: Conv2d;
-  constructor() {
-    super();
-    this.conv = this.add("conv", new Conv2d(2, 3, 3, 2, 1));
-    this.initialize(new Rng(4));
-  }
-  toConfig(): Record<string, unknown> {
-    return {};
-  }
-  forward(x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => this.conv.call(x, this.forwardContext()));
-  }
-}
+const oneConv = () => new OneModule("conv", new Conv2d(2, 3, 3, 2, 1), 4);
 
 /** peft's Conv2d LoRA delta by loops: lora_B (1×1) ∘ lora_A (the base conv's kernel, stride, padding), × scale. x [H][W][in], A [kh][kw][in][r], B [r][out]. */
 function convLoraByHand(x: number[][][], A: number[][][][], B: number[][], stride: number, pad: number, scale: number): number[][][] {
@@ -372,11 +363,8 @@ function convLoraByHand(x: number[][][], A: number[][][][], B: number[][], strid
 
 describe("conv LoRA math", () => {
   it("a strided, padded conv's output changes by (alpha/rank)·conv1x1(conv(x, A), B), of the conv's output size", async () => {
-    const tiny = new OneConv();
-    const m = { unet: tiny, textEncoder: tiny } as unknown as TrainingModel;
-    const method = await lora.create(await options({ rank: 2, alpha: 3, target_modules: ["conv"] }), setup(m));
-    await method.prepare!(m);
-    const v = method.trainable!(m) as Record<string, { variable: tf.Variable }>;
+    const tiny = oneConv();
+    const { method, v } = await loraOn(tiny, { rank: 2, alpha: 3, target_modules: ["conv"] });
     expect(v["conv.lora_A.weight"]!.variable.shape).toEqual([3, 3, 2, 2]);
     expect(v["conv.lora_B.weight"]!.variable.shape).toEqual([2, 3]);
     const A = tf.randomNormal([3, 3, 2, 2], 0, 1, "float32", 7);
@@ -395,11 +383,8 @@ describe("conv LoRA math", () => {
   });
 
   it("gradients of lora_A and lora_B through a strided conv match central finite differences", async () => {
-    const tiny = new OneConv();
-    const m = { unet: tiny, textEncoder: tiny } as unknown as TrainingModel;
-    const method = await lora.create(await options({ rank: 2, target_modules: ["conv"] }), setup(m));
-    await method.prepare!(m);
-    const v = method.trainable!(m) as Record<string, { variable: tf.Variable }>;
+    const tiny = oneConv();
+    const { method, v } = await loraOn(tiny, { rank: 2, target_modules: ["conv"] });
     const A = v["conv.lora_A.weight"]!.variable;
     const B = v["conv.lora_B.weight"]!.variable;
     B.assign(tf.randomNormal([2, 3], 0, 0.5, "float32", 12)); // B ≠ 0, so lora_A gets a gradient too
