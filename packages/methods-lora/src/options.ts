@@ -47,8 +47,14 @@ export const loraOptionsSchema = z
       .refine((v) => v === 0, { message: "only 0 is supported for now: @apt/method-lora does not implement LoRA dropout (remove the option or set it to 0)" }),
     /** Learning-rate multiplier of every LoRA variable. */
     lr_scale: z.number().positive().default(1),
+    /**
+     * Learning-rate multiplier of the text encoder's LoRA variables (diffusers' `--text_encoder_lr`, kohya's
+     * `text_encoder_lr`, as a multiple of the run's lr); default: lr_scale. A few images move a trigger word's
+     * text features fast, so a lower rate for the text encoder is usual.
+     */
+    text_encoder_lr_scale: z.number().positive().optional(),
   })
-  .transform((o) => ({ ...o, alpha: o.alpha ?? o.rank }));
+  .transform((o) => ({ ...o, alpha: o.alpha ?? o.rank, text_encoder_lr_scale: o.text_encoder_lr_scale ?? o.lr_scale }));
 
 /** The options as given in a config (every field optional). */
 export type LoraOptionsInput = z.input<typeof loraOptionsSchema>;

@@ -123,7 +123,7 @@ export function createLora(options: LoraOptions, ctx: SetupContext): Method {
         if (!model.textEncoder) throw new AptError("BAD_INPUT", `lora: text_encoder_target_modules is set but the model has no text encoder`);
         const points = loraTargets(model.textEncoder, options.text_encoder_target_modules, "text_encoder_target_modules", "text encoder");
         const vars = model.textEncoder.addAdapter(exactTarget(points.map((p) => p.path)), make(textAdapters, "text encoder"));
-        for (const [n, variable] of Object.entries(vars)) trainable[`text_encoder.${n}`] = { variable, lrScale: options.lr_scale };
+        for (const [n, variable] of Object.entries(vars)) trainable[`text_encoder.${n}`] = { variable, lrScale: options.text_encoder_lr_scale };
       }
       const n = unetAdapters.length + textAdapters.length;
       const convs = [...unetAdapters, ...textAdapters].filter((a) => a.conv).length;

@@ -151,9 +151,9 @@ describe("prepare", () => {
     expect(maxAbs).toBeGreaterThan(0.8 / Math.sqrt(64));
   });
 
-  it("a regex target and text-encoder targets; lr_scale on every variable", async () => {
+  it("a regex target and text-encoder targets; lr_scale on every variable, text_encoder_lr_scale on the text encoder's", async () => {
     const log: string[] = [];
-    const opts = await options({ target_modules: ".*attn2\\.to_(k|v)", text_encoder_target_modules: ["q_proj", "k_proj", "v_proj", "out_proj"], lr_scale: 2 });
+    const opts = await options({ target_modules: ".*attn2\\.to_(k|v)", text_encoder_target_modules: ["q_proj", "k_proj", "v_proj", "out_proj"], lr_scale: 2, text_encoder_lr_scale: 0.5 });
     const method = await lora.create(opts, setup(model, 0, log));
     await method.prepare!(model);
     active.push(method);
@@ -165,7 +165,7 @@ describe("prepare", () => {
     expect(te).toHaveLength(2 * 4 * 2);
     expect(te).toContain("text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight");
     expect(te).toContain("text_encoder.text_model.encoder.layers.1.self_attn.out_proj.lora_B.weight");
-    expect(Object.values(vars(method)).every((x) => x.lrScale === 2)).toBe(true);
+    expect(Object.entries(vars(method)).every(([n, x]) => x.lrScale === (n.startsWith("text_encoder.") ? 0.5 : 2))).toBe(true);
     expect(log.join("\n")).toMatch(/14 UNet \+ 8 text-encoder modules, \d+ parameters \(22 adapters\)/);
   });
 

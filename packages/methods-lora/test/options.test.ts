@@ -37,6 +37,7 @@ describe("options", () => {
       text_encoder_target_modules: [],
       dropout: 0,
       lr_scale: 1,
+      text_encoder_lr_scale: 1,
     });
   });
 
@@ -47,6 +48,9 @@ describe("options", () => {
       value: LoraOptions;
     };
     expect(s.value).toMatchObject({ rank: 8, alpha: 4, init: "kaiming", target_modules: ".*attn2\\.to_(k|v)", text_encoder_target_modules: ["q_proj", "v_proj"], lr_scale: 0.5 });
+    // The text encoder's rate follows lr_scale unless given.
+    expect(s.value.text_encoder_lr_scale).toBe(0.5);
+    expect(((await validate({ lr_scale: 2, text_encoder_lr_scale: 0.25 })) as { value: LoraOptions }).value.text_encoder_lr_scale).toBe(0.25);
   });
 
   it("the defaults are fresh arrays for every validation", async () => {
@@ -70,6 +74,7 @@ describe("options", () => {
     expect(await issues({ target_modules: 3 })).toMatch(/^target_modules:/);
     expect(await issues({ target_modules: "to_(q" })).toMatch(/not a valid regular expression/);
     expect(await issues({ lr_scale: 0 })).toMatch(/^lr_scale:/);
+    expect(await issues({ text_encoder_lr_scale: -1 })).toMatch(/^text_encoder_lr_scale:/);
     expect(await issues("rank 4")).toBeTruthy();
   });
 
