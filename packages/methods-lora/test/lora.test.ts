@@ -230,7 +230,7 @@ describe("prepare", () => {
 describe("training and memory", () => {
   it("gradients reach lora_B (A gets none while B = 0); steps, metrics, export and dispose leak no tensors", async () => {
     const start = tf.memory().numTensors;
-    const method = await prepared({ text_encoder_target_modules: ["q_proj"] });
+    const method = await prepared({ target_modules: ["to_q", "to_k", "to_v", "to_out.0", "conv1"], text_encoder_target_modules: ["q_proj"] });
     const list = Object.values(vars(method)).map((x) => x.variable);
     const opt = tf.train.adam(1e-2);
     const step = () => {
@@ -245,6 +245,7 @@ describe("training and memory", () => {
     const g = (name: string) => tf.tidy(() => tf.max(tf.abs(grads[vars(method)[name]!.variable.name]!)).dataSync()[0]!);
     expect(g(`${TO_OUT}.lora_B.weight`)).toBeGreaterThan(0);
     expect(g(`${TO_OUT}.lora_A.weight`)).toBe(0);
+    expect(g("down_blocks.1.resnets.0.conv1.lora_B.weight")).toBeGreaterThan(0);
     tf.dispose([value, ...Object.values(grads)]);
     step();
     const count = tf.memory().numTensors;
