@@ -15,7 +15,7 @@
  * lora_A.weight [r, in] or [r, in, kh, kw], lora_B.weight [out, r] or [out, r, 1, 1].
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { AptError, type AdapterContext, type ModuleAdapter, type Rng } from "@apt/core";
+import { AptError, type AdapterContext, type HookPoint, type ModuleAdapter, type Rng } from "@apt/core";
 
 export type LoraInit = "gaussian" | "kaiming";
 
@@ -45,6 +45,22 @@ export interface LoraAdapterSpec {
   trainable: boolean;
   /** Multiplies alpha / rank (diffusers' `lora_scale`, kohya's multiplier). Default 1. */
   multiplier?: number;
+}
+
+/**
+ * A hook point's conv geometry (undefined for a linear point); a conv point that does not report it is an error
+ * that names the module, `where` saying who asks (the method, or the file being loaded).
+ */
+export function convGeometry(point: HookPoint, where: string): ConvGeometry | undefined {
+  if (point.kind !== "conv") return undefined;
+  const { kernelSize, stride, padding } = point;
+  if (!kernelSize || !stride || !padding) {
+    throw new AptError(
+      "BAD_INPUT",
+      `${where}: conv module ${point.path} does not report its kernelSize, stride and padding, which conv LoRA needs; update the model package (a current @apt/diffusion reports them) or leave the module out`,
+    );
+  }
+  return { kernelSize, stride, padding };
 }
 
 /** lora_A's tfjs shape for a module: [in, r], or [kh, kw, in, r] for a conv. */

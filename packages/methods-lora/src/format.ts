@@ -19,7 +19,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { AptError, readSafetensors, writeSafetensors, type DecodedTensor, type HookedModel, type HookPoint, type TensorToWrite } from "@apt/core";
-import { LoraAdapter, type ConvGeometry } from "./adapter.js";
+import { LoraAdapter, convGeometry, type ConvGeometry } from "./adapter.js";
 
 export type LoraComponent = "unet" | "text_encoder";
 export type LoraFormat = "diffusers" | "kohya";
@@ -251,16 +251,6 @@ function parseKey(file: string, key: string, indexOf: (c: LoraComponent, key: st
   throw new AptError("BAD_INPUT", `${file}: tensor "${key}" is not a LoRA weight this loader knows; ${SUPPORTED}`);
 }
 
-/** A conv point's geometry for loading (undefined for a linear point). */
-function convGeometryOf(file: string, point: HookPoint): ConvGeometry | undefined {
-  if (point.kind !== "conv") return undefined;
-  const { kernelSize, stride, padding } = point;
-  if (!kernelSize || !stride || !padding) {
-    throw new AptError("BAD_INPUT", `${file}: module ${point.path} is a conv whose kernelSize, stride and padding the model does not report; update the model package to load conv LoRA`);
-  }
-  return { kernelSize, stride, padding };
-}
-
 function scalarOf(t: DecodedTensor): number {
   const v = t.data[0];
   return typeof v === "bigint" ? Number(v) : (v as number);
@@ -331,7 +321,7 @@ export async function loadLoraWeights(model: LoraTargetModels, file: string, opt
       throw new AptError("BAD_INPUT", `${file}: module ${m.path} (tensor "${some}") has ${m.A ? "lora_A/lora_down but no lora_B/lora_up" : "no lora_A/lora_down"} weight`);
     }
     const [A, B] = [m.A.t, m.B.t];
-    const conv = convGeometryOf(file, point);
+    const conv = convGeometry(point, file);
     const rank = A.shape[0] ?? 0;
     const inF = point.inFeatures!;
     const outF = point.outFeatures!;

@@ -5,9 +5,9 @@
 import "./register.js";
 import { lora } from "./plugin.js";
 
-export { lora, createLora, loraTargets, convGeometry, trainingMetadata } from "./plugin.js";
+export { lora, createLora, loraTargets, trainingMetadata } from "./plugin.js";
 export { loraOptionsSchema, DEFAULT_TARGET_MODULES, CLIP_ATTENTION_MODULES, type LoraOptions, type LoraOptionsInput } from "./options.js";
-export { LoraAdapter, initLoraA, loraAShape, type ConvGeometry, type LoraAdapterSpec, type LoraInit } from "./adapter.js";
+export { LoraAdapter, convGeometry, initLoraA, loraAShape, type ConvGeometry, type LoraAdapterSpec, type LoraInit } from "./adapter.js";
 export {
   loadLoraWeights,
   saveLoraWeights,

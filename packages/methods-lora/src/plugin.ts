@@ -18,22 +18,9 @@ import {
   type TargetModules,
   type TrainingModel,
 } from "@apt/core";
-import { LoraAdapter, initLoraA, type ConvGeometry } from "./adapter.js";
+import { LoraAdapter, convGeometry, initLoraA } from "./adapter.js";
 import { DIFFUSERS_LORA_FILE, exactTarget, saveLoraWeights, type LoraLayers } from "./format.js";
 import { loraOptionsSchema, type LoraOptions } from "./options.js";
-
-/** A conv point's geometry, or an error naming the module when the model does not report it. */
-export function convGeometry(point: HookPoint, what: string): ConvGeometry | undefined {
-  if (point.kind !== "conv") return undefined;
-  const { kernelSize, stride, padding } = point;
-  if (!kernelSize || !stride || !padding) {
-    throw new AptError(
-      "BAD_INPUT",
-      `lora: the ${what}'s conv module ${point.path} does not report its kernelSize, stride and padding, which conv LoRA needs; update the model package (a current @apt/diffusion reports them) or leave conv modules out of the targets`,
-    );
-  }
-  return { kernelSize, stride, padding };
-}
 
 /** The linear and conv points `target` selects (peft rules); none is an error listing example paths. */
 export function loraTargets(model: HookedModel, target: TargetModules, option: string, what: string): HookPoint[] {
@@ -42,7 +29,7 @@ export function loraTargets(model: HookedModel, target: TargetModules, option: s
     const some = model.hookPoints().filter((p) => p.kind === "linear" || p.kind === "conv").slice(0, 4).map((p) => p.path);
     throw new AptError("BAD_INPUT", `lora: ${option} ${JSON.stringify(target)} matches no linear or conv module of the ${what}; examples of paths: ${some.join(", ")}`);
   }
-  for (const p of matched) convGeometry(p, what);
+  for (const p of matched) convGeometry(p, `lora (${option})`);
   return matched;
 }
 
@@ -86,8 +73,8 @@ export function createLora(options: LoraOptions, ctx: SetupContext): Method {
   const trainable: Record<string, { variable: tf.Variable; lrScale: number }> = {};
   let prepared: TrainingModel | undefined;
 
-  const make = (list: LoraAdapter[], what: string) => (point: HookPoint) => {
-    const conv = convGeometry(point, what);
+  const make = (list: LoraAdapter[], option: string) => (point: HookPoint) => {
+    const conv = convGeometry(point, `lora (${option})`);
     const A = initLoraA(point.inFeatures!, options.rank, options.init, ctx.rng, conv);
     const B = tf.zeros([options.rank, point.outFeatures!]);
     try {
@@ -117,12 +104,12 @@ export function createLora(options: LoraOptions, ctx: SetupContext): Method {
       if (prepared) throw new AptError("INTERNAL", `lora "${name}": prepare() was called twice`);
       prepared = model;
       const unetPoints = loraTargets(model.unet, options.target_modules, "target_modules", "UNet");
-      const unetVars = model.unet.addAdapter(exactTarget(unetPoints.map((p) => p.path)), make(unetAdapters, "UNet"));
+      const unetVars = model.unet.addAdapter(exactTarget(unetPoints.map((p) => p.path)), make(unetAdapters, "target_modules"));
       for (const [n, variable] of Object.entries(unetVars)) trainable[n] = { variable, lrScale: options.lr_scale };
       if (hasTargets(options.text_encoder_target_modules)) {
         if (!model.textEncoder) throw new AptError("BAD_INPUT", `lora: text_encoder_target_modules is set but the model has no text encoder`);
         const points = loraTargets(model.textEncoder, options.text_encoder_target_modules, "text_encoder_target_modules", "text encoder");
-        const vars = model.textEncoder.addAdapter(exactTarget(points.map((p) => p.path)), make(textAdapters, "text encoder"));
+        const vars = model.textEncoder.addAdapter(exactTarget(points.map((p) => p.path)), make(textAdapters, "text_encoder_target_modules"));
         for (const [n, variable] of Object.entries(vars)) trainable[`text_encoder.${n}`] = { variable, lrScale: options.text_encoder_lr_scale };
       }
       const n = unetAdapters.length + textAdapters.length;
