@@ -9,7 +9,7 @@
 import { describe, it, expect, beforeAll } from "vitest";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
-import { AptError, Rng } from "@apt/core";
+import { AptError, FUSED_ADAMW, Rng, adamwUpdate } from "@apt/core";
 import { backend, cpuBackend, customKernels } from "../src/index.js";
 import { planEinsum } from "../src/kernels/Einsum.js";
 
@@ -366,5 +366,56 @@ describe("BatchMatMul", () => {
       tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.square(tf.softmax(tf.matMul(a, b, false, true)))))([q!, k!]),
     );
     expect(err).toBeLessThan(TOL);
+  });
+});
+
+describe("SplitV", () => {
+  // [x shape, sizes or count, axis]
+  const cases: [number[], number | number[], number][] = [
+    [[4, 6, 6, 10], [3, 7], 3],
+    [[4, 6, 6, 10], [3, -1], -1],
+    [[2, 5, 3, 4, 6], [1, 2, 2], 1],
+    [[6, 5], 3, 0],
+    [[3, 4, 8], [0, 8], 2],
+  ];
+  for (const [xs, split, axis] of cases) {
+    it(`matches cpu: x ${label(xs)} split ${JSON.stringify(split)} axis ${axis}`, async () => {
+      const err = await compare([{ shape: xs }], ([x]) => tf.split(x!, split, axis));
+      expect(err).toBe(0);
+    });
+  }
+
+  it("splits int32 exactly", async () => {
+    const err = await compare([{ shape: [3, 4, 5], dtype: "int32" }], ([x]) => tf.split(x!, [2, 3], 2));
+    expect(err).toBe(0);
+  });
+
+  it("gives the gradient of concat (a UNet skip connection) as on cpu", async () => {
+    const err = await compare([{ shape: [2, 4, 4, 3] }, { shape: [2, 4, 4, 5] }, { shape: [2, 4, 4, 8] }], ([a, b, dy]) =>
+      tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.concat([p, q], 3), dy!)))([a!, b!]),
+    );
+    expect(err).toBe(0);
+  });
+});
+
+describe("FusedAdamW (@apt/core's FUSED_ADAMW)", () => {
+  it("three chained AdamW updates match tfjs ops on cpu, with and without weight decay", async () => {
+    for (const weightDecay of [0, 0.1]) {
+      const err = await compare([{ shape: [5, 3, 4] }, { shape: [5, 3, 4] }], ([p0, g]) => {
+        let p = p0!;
+        let m = tf.zerosLike(p);
+        let v = tf.zerosLike(p);
+        for (let step = 1; step <= 3; step++) {
+          const attrs = { beta1: 0.9, beta2: 0.999, eps: 1e-8, decay: 1 - 1e-2 * weightDecay, stepSize: 1e-2 / (1 - 0.9 ** step), sqrtBc2: Math.sqrt(1 - 0.999 ** step) };
+          ({ param: p, m, v } = adamwUpdate(p, tf.mul(g!, step), m, v, attrs));
+        }
+        return [p, m, v];
+      });
+      expect(err).toBeLessThan(TOL);
+    }
+  });
+
+  it("is registered, so AdamW on this backend runs one kernel per parameter", () => {
+    expect(tf.getKernel(FUSED_ADAMW, "wasm")).toBeDefined();
   });
 });

@@ -30,7 +30,7 @@ export {
   type ModuleAdapter,
   type TargetModules,
 } from "./hooks.js";
-export { AdamW, type AdamWOptions, type AdamWState } from "./optim/adamw.js";
+export { AdamW, FUSED_ADAMW, adamwUpdate, type AdamWOptions, type AdamWState, type AdamWUpdateAttrs } from "./optim/adamw.js";
 export {
   METHOD_API_VERSION,
   EXCLUSIVE_HOOKS,

@@ -5,6 +5,8 @@
  * (found by running tf.grad through the ops the models use; see README).
  * "replaces": wasm has one, but too slow for training; ours is registered in
  * its place.
+ * "fused": a kernel @apt/core defines (not a tfjs one) that does in one pass
+ * what core otherwise composes from many tfjs kernels.
  */
 import { getKernel, registerKernel, unregisterKernel } from "@tensorflow/tfjs-core";
 import type { KernelConfig } from "@tensorflow/tfjs-core";
@@ -14,11 +16,13 @@ import { conv2DBackpropInputConfig } from "./Conv2DBackpropInput.js";
 import { depthwiseConv2dNativeBackpropFilterConfig } from "./DepthwiseConv2dNativeBackpropFilter.js";
 import { depthwiseConv2dNativeBackpropInputConfig } from "./DepthwiseConv2dNativeBackpropInput.js";
 import { einsumConfig } from "./Einsum.js";
+import { fusedAdamWConfig } from "./FusedAdamW.js";
+import { splitVConfig } from "./SplitV.js";
 import { unsortedSegmentSumConfig } from "./UnsortedSegmentSum.js";
 
 export interface CustomKernel {
   config: KernelConfig;
-  kind: "missing" | "replaces";
+  kind: "missing" | "replaces" | "fused";
   /** Why it is here, for info() and the README. */
   why: string;
 }
@@ -31,6 +35,8 @@ export const customKernels: readonly CustomKernel[] = [
   { config: unsortedSegmentSumConfig, kind: "missing", why: "gradient of gather (embeddings)" },
   { config: einsumConfig, kind: "missing", why: "tf.einsum" },
   { config: batchMatMulConfig, kind: "replaces", why: "batched and transposed matmuls (attention, every matMul gradient) ran a scalar loop" },
+  { config: fusedAdamWConfig, kind: "fused", why: "@apt/core's AdamW update in one pass instead of 14 kernels per parameter" },
+  { config: splitVConfig, kind: "replaces", why: "split (the gradient of concat, fused projections) copied row by row through new typed arrays" },
 ];
 
 /**
@@ -47,7 +53,7 @@ export function registerCustomKernels(): string[] {
       active.push(config.kernelName);
       continue;
     }
-    if (current && kind === "missing") continue;
+    if (current && kind !== "replaces") continue;
     if (current) unregisterKernel(config.kernelName, "wasm");
     registerKernel(config);
     active.push(config.kernelName);

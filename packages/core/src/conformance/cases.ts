@@ -6,6 +6,7 @@
  * of the reference by central finite differences in float64).
  */
 import type * as tfc from "@tensorflow/tfjs-core";
+import { adamwUpdate, type AdamWUpdateAttrs } from "../optim/adamw.js";
 import * as R from "./reference.js";
 import type { F64Array, Padding } from "./reference.js";
 
@@ -38,6 +39,16 @@ export interface ConformanceCase {
 }
 
 const TOL = { forward: 1e-5, gradient: 1e-4 };
+
+// The third step of AdamW at lr 1e-2 with weight decay 0.1 (torch's bias corrections).
+const ADAMW_STEP: AdamWUpdateAttrs = {
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  decay: 1 - 1e-2 * 0.1,
+  stepSize: 1e-2 / (1 - 0.9 ** 3),
+  sqrtBc2: Math.sqrt(1 - 0.999 ** 3),
+};
 const TOL_ACC = { forward: 2e-5, gradient: 2e-4 }; // long accumulations (convs, norms)
 
 function tfPad(p: Padding): "same" | "valid" | [[0, 0], [number, number], [number, number], [0, 0]] {
@@ -380,6 +391,39 @@ export const conformanceCases: ConformanceCase[] = [
     inputs: { pred: { shape: [3, 4, 4, 2] }, target: { shape: [3, 4, 4, 2] } },
     run: (tf, v) => tf.mean(tf.square(tf.sub(v.pred!, v.target!)), [1, 2, 3]),
     reference: (v) => R.reduce(R.map(R.sub(v.pred!, v.target!), (d) => d * d), [1, 2, 3], "mean"),
+    tolerance: TOL,
+  },
+
+  // The optimizer step: the backend's fused AdamW kernel when it registers one (core's FUSED_ADAMW), else the
+  // tfjs composition; the new parameter, first and second moments, flattened and concatenated.
+  {
+    id: "optim/adamw-update",
+    op: "optim",
+    inputs: {
+      param: { shape: [3, 7], scale: 0.1 },
+      grad: { shape: [3, 7], scale: 0.1 },
+      m: { shape: [3, 7], scale: 0.01 },
+      // The second moment is the square of this draw: small, so that the update is far above the tolerance.
+      sqrtV: { shape: [3, 7], scale: 0.01 },
+    },
+    gradient: false,
+    run: (tf, v) => {
+      const next = adamwUpdate(v.param!, v.grad!, v.m!, tf.square(v.sqrtV!), ADAMW_STEP);
+      return tf.concat([next.param, next.m, next.v].map((t) => tf.reshape(t, [-1])));
+    },
+    reference: (v) => {
+      const { beta1, beta2, eps, decay, stepSize, sqrtBc2 } = ADAMW_STEP;
+      const n = v.param!.data.length;
+      return R.make([3 * n], (i) => {
+        const j = i % n;
+        const g = v.grad!.data[j]!;
+        const m = beta1 * v.m!.data[j]! + (1 - beta1) * g;
+        const s = beta2 * v.sqrtV!.data[j]! ** 2 + (1 - beta2) * g * g;
+        if (i >= 2 * n) return s;
+        if (i >= n) return m;
+        return decay * v.param!.data[j]! - (stepSize * m) / (Math.sqrt(s) / sqrtBc2 + eps);
+      });
+    },
     tolerance: TOL,
   },
 

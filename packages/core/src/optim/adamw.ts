@@ -3,9 +3,60 @@
  * correction as torch computes it), over named tfjs variables. tfjs ships Adam
  * without weight decay. State (step count, first and second moments) is
  * exposed by name so checkpoints can store and restore it exactly.
+ *
+ * One parameter's update is 14 elementwise kernels when composed from tfjs
+ * ops, each a pass over memory and a kernel dispatch: for a UNet of ~250
+ * small tensors that is ~3,500 dispatches a step. A backend may instead
+ * register the whole update as one kernel, `FUSED_ADAMW` (the contract below);
+ * `adamwUpdate` uses it when the active backend has it, the composition
+ * otherwise. The conformance suite checks either against float64.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { NamedAttrMap } from "@tensorflow/tfjs-core";
 import { AptError } from "../errors.js";
+
+/**
+ * Name of the optional fused AdamW kernel (tfjs `registerKernel` for a backend).
+ * Inputs `{ param, grad, m, v }` (float32, one shape); attributes
+ * `AdamWUpdateAttrs`; outputs `[param, m, v]`, new tensors (inputs unchanged):
+ *
+ *   m' = β₁·m + (1 − β₁)·g        v' = β₂·v + (1 − β₂)·g²
+ *   param' = decay·param − stepSize · m' / (√v' / sqrtBc2 + eps)
+ */
+export const FUSED_ADAMW = "AptFusedAdamW";
+
+export interface AdamWUpdateAttrs {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** 1 − lr · weightDecay (decoupled weight decay). */
+  decay: number;
+  /** lr / (1 − β₁ᵗ). */
+  stepSize: number;
+  /** √(1 − β₂ᵗ). */
+  sqrtBc2: number;
+}
+
+/** One AdamW update of one parameter: the backend's `FUSED_ADAMW` kernel when it has one, else tfjs ops. */
+export function adamwUpdate(
+  param: tf.Tensor,
+  grad: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
+  attrs: AdamWUpdateAttrs,
+): { param: tf.Tensor; m: tf.Tensor; v: tf.Tensor } {
+  if (tf.getKernel(FUSED_ADAMW, tf.getBackend())) {
+    const [p1, m1, v1] = tf.engine().runKernel(FUSED_ADAMW, { param, grad, m, v }, attrs as unknown as NamedAttrMap) as tf.Tensor[];
+    return { param: p1!, m: m1!, v: v1! };
+  }
+  return tf.tidy(() => {
+    const m1 = tf.add(tf.mul(m, attrs.beta1), tf.mul(grad, 1 - attrs.beta1));
+    const v1 = tf.add(tf.mul(v, attrs.beta2), tf.mul(tf.square(grad), 1 - attrs.beta2));
+    const decayed = attrs.decay === 1 ? param : tf.mul(param, attrs.decay);
+    const denom = tf.add(tf.div(tf.sqrt(v1), attrs.sqrtBc2), attrs.eps);
+    return { param: tf.sub(decayed, tf.mul(tf.div(m1, denom), attrs.stepSize)), m: m1, v: v1 };
+  });
+}
 
 export interface AdamWOptions {
   lr: number;
@@ -53,19 +104,24 @@ export class AdamW {
     this.stepCount++;
     const bc1 = 1 - this.beta1 ** this.stepCount;
     const bc2 = 1 - this.beta2 ** this.stepCount;
-    const stepSize = lr / bc1;
-    const sqrtBc2 = Math.sqrt(bc2);
+    const attrs: AdamWUpdateAttrs = {
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      decay: 1 - lr * this.weightDecay,
+      stepSize: lr / bc1,
+      sqrtBc2: Math.sqrt(bc2),
+    };
     tf.tidy(() => {
       for (const [name, g] of Object.entries(grads)) {
         const p = this.params[name];
         if (!p) throw new AptError("INTERNAL", `AdamW: gradient for "${name}", which is not one of its parameters`);
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
-        m.assign(tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1)));
-        v.assign(tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2)));
-        const decayed = this.weightDecay ? tf.mul(p, 1 - lr * this.weightDecay) : p;
-        const denom = tf.add(tf.div(tf.sqrt(v), sqrtBc2), this.eps);
-        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), stepSize)));
+        const next = adamwUpdate(p, g, m, v, attrs);
+        m.assign(next.m);
+        v.assign(next.v);
+        p.assign(next.param);
       }
     });
   }
