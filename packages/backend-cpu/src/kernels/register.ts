@@ -17,6 +17,7 @@ import { depthwiseConv2dNativeBackpropFilterConfig } from "./DepthwiseConv2dNati
 import { depthwiseConv2dNativeBackpropInputConfig } from "./DepthwiseConv2dNativeBackpropInput.js";
 import { einsumConfig } from "./Einsum.js";
 import { fusedAdamWConfig } from "./FusedAdamW.js";
+import { fusedEmaConfig } from "./FusedEma.js";
 import { splitVConfig } from "./SplitV.js";
 import { unsortedSegmentSumConfig } from "./UnsortedSegmentSum.js";
 
@@ -36,6 +37,7 @@ export const customKernels: readonly CustomKernel[] = [
   { config: einsumConfig, kind: "missing", why: "tf.einsum" },
   { config: batchMatMulConfig, kind: "replaces", why: "batched and transposed matmuls (attention, every matMul gradient) ran a scalar loop" },
   { config: fusedAdamWConfig, kind: "fused", why: "@apt/core's AdamW update in one pass instead of 14 kernels per parameter" },
+  { config: fusedEmaConfig, kind: "fused", why: "@apt/core's weight-average (EMA) update in one pass instead of 3 kernels and a scalar upload per tensor" },
   { config: splitVConfig, kind: "replaces", why: "split (the gradient of concat, fused projections) copied row by row through new typed arrays" },
 ];
 

@@ -6,6 +6,7 @@
  * of the reference by central finite differences in float64).
  */
 import type * as tfc from "@tensorflow/tfjs-core";
+import { emaUpdate } from "../engine/ema.js";
 import { adamwUpdate, type AdamWUpdateAttrs } from "../optim/adamw.js";
 import * as R from "./reference.js";
 import type { F64Array, Padding } from "./reference.js";
@@ -424,6 +425,17 @@ export const conformanceCases: ConformanceCase[] = [
         return decay * v.param!.data[j]! - (stepSize * m) / (Math.sqrt(s) / sqrtBc2 + eps);
       });
     },
+    tolerance: TOL,
+  },
+
+  // The weight average's step (diffusers' EMAModel at decay 0.99): the backend's FUSED_EMA kernel, else tfjs ops.
+  {
+    id: "optim/ema-update",
+    op: "optim",
+    inputs: { average: { shape: [4, 9] }, weights: { shape: [4, 9] } },
+    gradient: false,
+    run: (_tf, v) => emaUpdate(v.average!, v.weights!, 0.01),
+    reference: (v) => R.sub(v.average!, R.mul(R.sub(v.average!, v.weights!), R.scalar(0.01))),
     tolerance: TOL,
   },
 

@@ -8,6 +8,23 @@
  * updates instead of the last one, which DDPM and its successors sample from.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { NamedAttrMap } from "@tensorflow/tfjs-core";
+
+/**
+ * Name of the optional fused kernel for one average's update (tfjs `registerKernel`
+ * for a backend): inputs `{ average, weights }` (float32, one shape), attribute
+ * `oneMinusDecay`; output a new tensor  average − oneMinusDecay · (average − weights).
+ * Composed, that is three kernels and a scalar upload per weight tensor, every step.
+ */
+export const FUSED_EMA = "AptFusedEma";
+
+/** One weight average's update: the backend's `FUSED_EMA` kernel when it has one, else tfjs ops. */
+export function emaUpdate(average: tf.Tensor, weights: tf.Tensor, oneMinusDecay: number): tf.Tensor {
+  if (tf.getKernel(FUSED_EMA, tf.getBackend())) {
+    return tf.engine().runKernel(FUSED_EMA, { average, weights }, { oneMinusDecay } as unknown as NamedAttrMap) as tf.Tensor;
+  }
+  return tf.tidy(() => tf.sub(average, tf.mul(tf.sub(average, weights), oneMinusDecay)));
+}
 
 /** The decay diffusers' EMAModel uses after `optimizationStep` optimizer steps (no `update_after_step`, no inverse-gamma warm-up). */
 export function emaDecayAt(optimizationStep: number, decay: number): number {
@@ -34,7 +51,7 @@ export class WeightAverage {
   update(optimizationStep: number): void {
     const oneMinus = 1 - emaDecayAt(optimizationStep, this.decay);
     tf.tidy(() => {
-      for (const [name, avg] of this.shadow) avg.assign(tf.sub(avg, tf.mul(tf.sub(avg, this.weights.get(name)!), oneMinus)));
+      for (const [name, avg] of this.shadow) avg.assign(emaUpdate(avg, this.weights.get(name)!, oneMinus));
     });
   }
 
