@@ -9,7 +9,7 @@
 import { describe, it, expect, beforeAll } from "vitest";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
-import { AptError, FUSED_ADAMW, Rng, adamwUpdate } from "@apt/core";
+import { AptError, FUSED_ADAMW, FUSED_GROUP_NORM, FUSED_GROUP_NORM_GRAD, Rng, adamwUpdate, groupNorm } from "@apt/core";
 import { backend, cpuBackend, customKernels } from "../src/index.js";
 import { planEinsum } from "../src/kernels/Einsum.js";
 
@@ -417,5 +417,28 @@ describe("FusedAdamW (@apt/core's FUSED_ADAMW)", () => {
 
   it("is registered, so AdamW on this backend runs one kernel per parameter", () => {
     expect(tf.getKernel(FUSED_ADAMW, "wasm")).toBeDefined();
+  });
+});
+
+describe("GroupNorm (@apt/core's FUSED_GROUP_NORM and its gradient)", () => {
+  const cases: [number[], number][] = [
+    [[2, 8, 8, 32], 8],
+    [[3, 5, 7, 12], 4],
+    [[1, 4, 4, 6], 1],
+  ];
+  for (const [xs, groups] of cases) {
+    it(`y and the gradients of x, gamma, beta match tfjs's moments on cpu: x ${label(xs)} groups ${groups}`, async () => {
+      const c = xs[3]!;
+      const err = await compare([{ shape: xs }, { shape: [c] }, { shape: [c] }, { shape: xs }], ([x, gamma, beta, dy]) => {
+        const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNorm(a as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, groups, 1e-5);
+        return [f(x!, gamma!, beta!), ...tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, g, b), dy!)))([x!, gamma!, beta!])];
+      });
+      expect(err).toBeLessThan(CONV_TOL);
+    });
+  }
+
+  it("is registered both ways", () => {
+    expect(tf.getKernel(FUSED_GROUP_NORM, "wasm")).toBeDefined();
+    expect(tf.getKernel(FUSED_GROUP_NORM_GRAD, "wasm")).toBeDefined();
   });
 });

@@ -51,6 +51,7 @@ export {
 } from "./method.js";
 export { DEFAULT_TRAIN_OPTIONS, type LrSchedule, type ResolvedMethod, type TaskKind, type TrainEvent, type TrainOptions, type TrainRun, type TrainSummary } from "./engine/types.js";
 export { train, pluginSeed } from "./engine/train.js";
+export { FUSED_GROUP_NORM, FUSED_GROUP_NORM_GRAD, groupNorm } from "./ops/group-norm.js";
 export { FUSED_EMA, emaDecayAt, emaUpdate, WeightAverage } from "./engine/ema.js";
 export { ReplicaPool, type ReplicaOptions, type ShardRequest, type ShardResult } from "./engine/replicas.js";
 export { baseLoss, minSnrWeight, perSampleSquaredError } from "./engine/loss.js";

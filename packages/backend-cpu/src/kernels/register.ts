@@ -18,6 +18,7 @@ import { depthwiseConv2dNativeBackpropInputConfig } from "./DepthwiseConv2dNativ
 import { einsumConfig } from "./Einsum.js";
 import { fusedAdamWConfig } from "./FusedAdamW.js";
 import { fusedEmaConfig } from "./FusedEma.js";
+import { groupNormConfig, groupNormGradConfig } from "./GroupNorm.js";
 import { splitVConfig } from "./SplitV.js";
 import { unsortedSegmentSumConfig } from "./UnsortedSegmentSum.js";
 
@@ -38,6 +39,8 @@ export const customKernels: readonly CustomKernel[] = [
   { config: batchMatMulConfig, kind: "replaces", why: "batched and transposed matmuls (attention, every matMul gradient) ran a scalar loop" },
   { config: fusedAdamWConfig, kind: "fused", why: "@apt/core's AdamW update in one pass instead of 14 kernels per parameter" },
   { config: fusedEmaConfig, kind: "fused", why: "@apt/core's weight-average (EMA) update in one pass instead of 3 kernels and a scalar upload per tensor" },
+  { config: groupNormConfig, kind: "fused", why: "@apt/core's groupNorm in three passes instead of ~10 kernels, most of them broadcasting over 5-D views" },
+  { config: groupNormGradConfig, kind: "fused", why: "groupNorm's gradient (x, gamma, beta) in two passes instead of ~25 kernels" },
   { config: splitVConfig, kind: "replaces", why: "split (the gradient of concat, fused projections) copied row by row through new typed arrays" },
 ];
 

@@ -1,6 +1,6 @@
 /** Leaf modules with diffusers' parameter names: Linear, Conv2d, GroupNorm, LayerNorm, Embedding. */
 import * as tf from "@tensorflow/tfjs-core";
-import type { ModuleAdapter } from "@apt/core";
+import { groupNorm, type ModuleAdapter } from "@apt/core";
 import { Module, type ForwardContext } from "./module.js";
 import { perSample } from "./functional.js";
 
@@ -92,11 +92,8 @@ export class GroupNorm extends Module {
   }
 
   call(x: tf.Tensor4D): tf.Tensor4D {
-    const [b, h, w, c] = x.shape;
-    const g = tf.reshape(x, [b, h, w, this.groups, c / this.groups]);
-    const { mean, variance } = tf.moments(g, [1, 2, 4], true);
-    const normed = tf.reshape(tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, this.eps))), [b, h, w, c]);
-    return tf.add(tf.mul(normed, this.p("weight")), this.p("bias"));
+    // core's op: one fused kernel each way where the backend has them, tfjs's moments otherwise.
+    return groupNorm(x, this.p("weight") as tf.Tensor1D, this.p("bias") as tf.Tensor1D, this.groups, this.eps);
   }
 }
 
