@@ -9,7 +9,7 @@
 //   node scripts/pretrain.mjs [--steps 8000] [--batch 16] [--run pretrain-run] [--out models/base]
 //        [--unet shapes-t] [--beta-schedule linear] [--object-weight 3] [--edge-weight 0] [--workers 2] [--high-noise 0] [--snr-gamma 0]
 //        [--weighting-scheme none|logit_normal|mode] [--logit-mean 0] [--logit-std 1] [--mode-scale 1.29]
-//        [--lr 1e-3] [--lr-scheduler cosine|linear|constant] [--lr-warmup-steps 100]
+//        [--lr 1e-3] [--lr-scheduler cosine|linear|constant] [--lr-warmup-steps 100] [--resolution 32|16]
 //        [--pretrained <diffusers pipeline folder> --seed 1]   (start the UNet from its weights; the encoder defaults to its text_encoder)
 //        [--vae <AutoencoderKL folder> --unet shapes-l]   (a latent model)
 //        [--text-encoder <CLIPTextModel folder>|joint]   (default <run>/text-encoder, frozen, as SD under CLIP;
@@ -88,6 +88,10 @@ const { values: args } = parseArgs({
     weights: { type: "string", default: "average" },
     // The dtype of the exported weights (float16 halves the files; the model computes in float32).
     dtype: { type: "string", default: "float32" },
+    // The training images' side in pixels: 32 (the renders), or 16 (each 2×2 block averaged, masks too): a quarter
+    // of the pixels for a coarse first stage, as Stable Diffusion trained at 256² before 512² (the UNet is fully
+    // convolutional; its attention then runs at 4×4). Train on at 32 with --pretrained <this run's folder>.
+    resolution: { type: "string", default: "32" },
     // Threads that share each batch (tfjs's WASM backend uses one core each): 2 on this machine.
     workers: { type: "string", default: "2" },
   },
@@ -146,6 +150,11 @@ if (!(emaDecay >= 0 && emaDecay < 1)) {
 }
 const snrGamma = numberFlag(args, "snr-gamma", { min: 0 });
 const seed = numberFlag(args, "seed", { integer: true, min: 0 });
+const resolution = Number(args.resolution);
+if (![32, 16].includes(resolution)) {
+  console.error(`--resolution: ${args.resolution} is not 32 (the renders) or 16 (2×2 averaged)`);
+  process.exit(2);
+}
 const LR_SCHEDULERS = ["cosine", "linear", "constant"];
 if (!LR_SCHEDULERS.includes(args["lr-scheduler"])) {
   console.error(`--lr-scheduler: "${args["lr-scheduler"]}" is not one of ${LR_SCHEDULERS.join(", ")}`);
@@ -197,7 +206,7 @@ if (args.pretrained !== undefined) {
 const data = (n, info) => {
   const attrs = Array.from({ length: n }, () => sampleAttributes({}, info.rng, { excludeHeldOut: true }));
   const prompts = attrs.map((a) => (info.rng.uniform() < 0.1 ? "" : samplePrompt(a, info.rng, { photoProbability: 0.3 })));
-  const r = renderBatch(attrs, info.rng.nextUint32(), { masks: objectWeight > 0 || edgeWeight > 0 });
+  const r = downsampled(renderBatch(attrs, info.rng.nextUint32(), { masks: objectWeight > 0 || edgeWeight > 0 }), 32 / resolution);
   const images = tf.tidy(() => tf.sub(tf.mul(tf.tensor4d(r.images, r.shape), 2), 1));
   const items = prompts.map((prompt) => ({ prompt, kind: "instance", weight: 1 }));
   if (!r.masks) return { images, items };
@@ -207,6 +216,23 @@ const data = (n, info) => {
   for (let i = 0; i < weights.length; i++) weights[i] = 1 + objectWeight * r.masks[i] + (edges ? edgeWeight * edges[i] : 0);
   return { images, items, lossWeights: tf.tensor4d(weights, [b, h, w, 1]) };
 };
+
+/** The batch with every f×f block of pixels (and of masks) averaged: box-filtered, so edges stay anti-aliased. */
+function downsampled(r, f) {
+  if (f === 1) return r;
+  const [b, h, w, c] = r.shape;
+  const [oh, ow] = [h / f, w / f];
+  const pool = (src, channels) => {
+    const out = new Float32Array(b * oh * ow * channels);
+    for (let n = 0; n < b; n++) for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) for (let k = 0; k < channels; k++) {
+      let sum = 0;
+      for (let dy = 0; dy < f; dy++) for (let dx = 0; dx < f; dx++) sum += src[((n * h + y * f + dy) * w + x * f + dx) * channels + k];
+      out[((n * oh + y) * ow + x) * channels + k] = sum / (f * f);
+    }
+    return out;
+  };
+  return { ...r, shape: [b, oh, ow, c], images: pool(r.images, c), ...(r.masks ? { masks: pool(r.masks, 1) } : {}) };
+}
 
 /** Per pixel, max − min of the mask over the 3×3 window around it: 1 on the object's outline, 0 inside and outside. */
 function outline(masks, b, h, w) {
