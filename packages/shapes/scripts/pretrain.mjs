@@ -15,8 +15,9 @@
 //        [--text-encoder <CLIPTextModel folder>|joint]   (default <run>/text-encoder, frozen, as SD under CLIP;
 //                                                   joint: trained from scratch with the UNet, as the v3 model)
 //   node scripts/pretrain.mjs --export latest|<checkpoint folder> [--out dir] [--dtype float16] [--weights average|last]   (export only)
-// The defaults are the first UNet run of the shipped model's recipe; the second trains on from its weights
-// (--pretrained <first run's folder> --seed 1); package.json's "pretrain" runs the encoder and both.
+// The shipped model (v14) is two runs: a coarse one at 16×16 (--resolution 16 --batch 16 --lr-scheduler
+// constant --steps 14000), then the defaults at 32×32 from its weights (--pretrained <first run's folder>
+// --seed 1 --batch 8); package.json's "pretrain" runs the encoder and both.
 import { existsSync } from "node:fs";
 import { appendFile, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
