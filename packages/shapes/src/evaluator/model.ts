@@ -21,7 +21,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AptError, Rng, SafetensorsReader, writeFileAtomic, writeSafetensors } from "@apt/core";
+import { AptError, Rng, SafetensorsReader, groupNorm, writeFileAtomic, writeSafetensors } from "@apt/core";
 import { ATTRIBUTE_KINDS, ATTRIBUTE_VALUES, CHANNELS, IMAGE_SIZE, type AttributeKind, type Attributes } from "../world/attributes.js";
 import type { Truth } from "../world/render.js";
 
@@ -296,13 +296,11 @@ export class ShapeEvaluator {
     }
   }
 
-  private groupNorm(x: tf.Tensor4D, name: string): tf.Tensor4D {
-    const [b, h, w, c] = x.shape;
-    const g = this.config.norm_num_groups;
-    const grouped = tf.reshape(x, [b, h, w, g, c / g]);
-    const { mean, variance } = tf.moments(grouped, [1, 2, 4], true);
-    const normed = tf.reshape(tf.mul(tf.sub(grouped, mean), tf.rsqrt(tf.add(variance, this.config.norm_eps))), [b, h, w, c]);
-    return tf.add(tf.mul(normed, this.p(`${name}.norm.weight`)), this.p(`${name}.norm.bias`)) as tf.Tensor4D;
+  private norm(x: tf.Tensor4D, name: string): tf.Tensor4D {
+    // core's op: the backend's fused kernels where it has them (training and every measure run this).
+    const weight = this.p(`${name}.norm.weight`) as tf.Tensor1D;
+    const bias = this.p(`${name}.norm.bias`) as tf.Tensor1D;
+    return groupNorm(x, weight, bias, this.config.norm_num_groups, this.config.norm_eps);
   }
 
   /**
@@ -316,7 +314,7 @@ export class ShapeEvaluator {
     if (this.coords) x = tf.concat([x, tf.tile(this.coords, [n, 1, 1, 1])], 3);
     for (const s of this.specs) {
       x = tf.add(tf.conv2d(x, this.p(`${s.name}.weight`) as tf.Tensor4D, s.stride, "same"), this.p(`${s.name}.bias`)) as tf.Tensor4D;
-      if (s.norm) x = this.groupNorm(x, s.name);
+      if (s.norm) x = this.norm(x, s.name);
       x = tf.mul(x, tf.sigmoid(x)) as tf.Tensor4D;
     }
     const pooled = tf.mean(x, [1, 2]) as tf.Tensor2D;
